@@ -1,0 +1,3 @@
+from lexactum.cli import main
+
+raise SystemExit(main())
