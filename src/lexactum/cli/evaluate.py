@@ -1,0 +1,140 @@
+"""``lexactum evaluate``: score a labelled challenge dataset with a trained model and report the metrics."""
+
+from __future__ import annotations
+
+EPILOG = """examples:
+  lexactum evaluate --model space_lens_flow_10epochs.safetensors --dataset ~/data/SpaceBasedTest
+  lexactum evaluate --model models/ground_cmu_deeplens_150epochs.safetensors \\
+      --dataset ~/data/GroundBasedTest --ids-file runs/20260101-120000_ground_cmu_deeplens/split.json
+  lexactum evaluate --model seed_model.h5 --dataset ~/data/SpaceBasedTest --device cuda --bootstrap 0
+
+Writes to --out: scores.csv (ID,label,score), metrics.json (AUC, TPR0, TPR10, TPR/FPR at 0.5, 95%
+bootstrap intervals, seconds per image for the model alone and end to end, device), roc.png and
+config.json. A bare model name is looked up in models/. The dataset's cache ('lexactum dataset prepare')
+is used when it is up to date; otherwise images are read and normalised batch by batch from the files.
+"""
+
+
+def add_parser(subparsers, formatter_class) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a labelled dataset: AUC, TPR0, TPR10, timings, ROC plot",
+        description="Score every object (or those of --ids-file) of a labelled challenge dataset with a "
+                    "trained model and compute the challenge metrics exactly, with bootstrap intervals, the "
+                    "time per image and a ROC plot.",
+        epilog=EPILOG,
+        formatter_class=formatter_class,
+    )
+    parser.add_argument("--model", required=True, metavar="FILE",
+                        help="model file (.safetensors or the seed's .h5), or its name in models/")
+    parser.add_argument("--dataset", required=True, metavar="PATH", help="the labelled dataset's root folder")
+    parser.add_argument("--survey", choices=("space", "ground"), default=None,
+                        help="survey of the dataset (detected from its catalog and files when not given)")
+    parser.add_argument("--out", metavar="DIR", default=None,
+                        help="output folder (default: evaluations/<model name>)")
+    parser.add_argument("--ids-file", metavar="FILE", default=None,
+                        help="evaluate only these IDs: a run's split.json (its test part) or run folder, "
+                             "or a text/CSV file of IDs")
+    parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
+    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or cuda:N")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap resamples for the 95%% intervals (0: none)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
+    parser.set_defaults(func=run)
+
+
+def read_ids_file(path) -> list[int]:
+    """Object IDs from a run folder, a split.json (its 'test' part), a JSON list, or a text/CSV file."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from lexactum.errors import LexactumError
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / "split.json"
+    if not path.is_file():
+        raise LexactumError(f"{path}: IDs file not found")
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    if path.suffix.lower() == ".json":
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LexactumError(f"{path}: not valid JSON ({exc})") from None
+        if isinstance(value, dict):
+            value = value.get("test", value)
+            value = value.get("ids") if isinstance(value, dict) else value
+        if not isinstance(value, list):
+            raise LexactumError(f"{path}: expected a list of IDs or a split with a 'test' part")
+        tokens = value
+    else:
+        rows = [row for row in csv.reader(text.splitlines()) if row and not row[0].lstrip().startswith("#")]
+        header = [cell.strip().strip('"').lower() for cell in rows[0]] if rows else []
+        column = header.index("id") if "id" in header else None
+        body = rows[1:] if column is not None else rows
+        tokens = [row[column] for row in body] if column is not None else \
+            [token for row in body for cell in row for token in cell.split()]
+    try:
+        ids = [int(str(token).strip()) for token in tokens]
+    except ValueError:
+        bad = next(t for t in tokens if not str(t).strip().lstrip("-").isdigit())
+        raise LexactumError(f"{path}: {bad!r} is not an object ID (whole number)") from None
+    if not ids:
+        raise LexactumError(f"{path}: holds no IDs")
+    return ids
+
+
+def positions_of(dataset_ids, wanted_ids, source: str):
+    """Positions in ``dataset_ids`` of ``wanted_ids``; a clear error for IDs the dataset does not have."""
+    import numpy as np
+
+    from lexactum.errors import LexactumError
+
+    where = {int(object_id): k for k, object_id in enumerate(dataset_ids)}
+    missing = [i for i in wanted_ids if i not in where]
+    if missing:
+        shown = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise LexactumError(f"{source}: {len(missing)} IDs are not in the dataset ({shown})")
+    return np.array([where[i] for i in dict.fromkeys(wanted_ids)], dtype=np.int64)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from lexactum.data.layouts import ChallengeDataset
+    from lexactum.evaluation.evaluate import evaluate_model, model_normalisation, resolve_device
+    from lexactum.models.files import load_model, resolve_model_path
+    from lexactum.runs import write_config
+
+    dataset = ChallengeDataset(args.dataset, survey=args.survey)
+    model_path = resolve_model_path(args.model)
+    model = load_model(model_path, survey=dataset.survey)
+    indices = None
+    if args.ids_file:
+        indices = positions_of(dataset.ids, read_ids_file(args.ids_file), args.ids_file)
+    out_dir = Path(args.out) if args.out else Path("evaluations") / model_path.name.split(".")[0]
+    device = resolve_device(args.device)
+    data = _prepared_if_current(dataset, model_normalisation(model)) or dataset
+    write_config(out_dir, {
+        "command": "evaluate", "model": str(model_path.resolve()), "dataset": str(dataset.path),
+        "survey": dataset.survey.name, "ids_file": args.ids_file,
+        "n_objects": len(dataset) if indices is None else len(indices),
+        "batch_size": args.batch_size, "device": str(device), "bootstrap": args.bootstrap, "seed": args.seed,
+        "normalisation": model_normalisation(model), "out": str(out_dir.resolve()),
+        "scored_from": "files" if data is dataset else f"cache {data.path}",
+    })
+    evaluate_model(model, data, indices=indices, out_dir=out_dir, device=device, batch_size=args.batch_size,
+                   bootstrap=args.bootstrap, seed=args.seed, files=dataset, show_progress=None,
+                   title=f"{model_path.name} on {dataset.path.name}")
+    print(f"results in {out_dir}")
+    return 0
+
+
+def _prepared_if_current(dataset, normalisation: str):
+    """The dataset's cache when one is built and up to date (never builds one)."""
+    from lexactum.data import cache
+
+    if cache.cache_status(dataset, normalisation)["state"] != "valid":
+        return None
+    return cache.prepare(dataset, normalisation, progress=False)

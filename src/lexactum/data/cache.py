@@ -1,0 +1,302 @@
+"""Prepared datasets: every object read and normalised once, kept as a memory-mapped float32 array.
+
+A cache folder holds ``images.f32`` (raw ``(N, C, H, W)`` float32) and ``index.json`` (IDs, labels, the
+dataset's fingerprint, the options and the package version). It is built in a temporary folder that is
+renamed into place with the index written last, so an interrupted preparation never looks complete. It is
+reused while the dataset's files (names, sizes, times), the normalisation and the mask option are unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lexactum.data.layouts import ChallengeDataset, read_objects
+from lexactum.data.surveys import SurveyFormat, get_survey
+from lexactum.errors import DataError, LexactumError
+
+INDEX_FILE = "index.json"
+IMAGES_FILE = "images.f32"
+#: Bumped whenever the cache's files change meaning.
+CACHE_FORMAT = 1
+#: Objects per work unit: small enough for a smooth progress bar, large enough to amortise a task.
+CHUNK_OBJECTS = 256
+#: Objects read and normalised together inside a work unit.
+BATCH_OBJECTS = 64
+
+
+@dataclass
+class PreparedData:
+    """A prepared dataset: ``images`` (read-only memmap ``(N, C, H, W)`` float32), ``ids``, ``labels``."""
+
+    path: Path
+    """The cache folder."""
+    images: np.memmap
+    ids: np.ndarray
+    labels: np.ndarray
+    survey: SurveyFormat
+    index: dict = field(repr=False)
+    """Everything ``index.json`` holds (dataset path, fingerprint, normalisation, mask, version...)."""
+    reused: bool = False
+    """True when an existing cache was opened rather than built."""
+    seconds: float = 0.0
+    """Time spent building (0 when reused)."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def images_path(self) -> Path:
+        return self.path / IMAGES_FILE
+
+    @property
+    def dataset_path(self) -> Path:
+        return Path(self.index["dataset"])
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where prepared datasets go: ``cache_dir``, else ``$LEXACTUM_CACHE_DIR``, else the user cache folder."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("LEXACTUM_CACHE_DIR"):
+        return Path(os.environ["LEXACTUM_CACHE_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("lexactum")) / "prepared"
+
+
+def cache_path(dataset: ChallengeDataset, normalisation: str = "zscale", mask: bool = True,
+               cache_dir: str | os.PathLike | None = None) -> Path:
+    """The cache folder of ``dataset`` prepared with these options (a readable name plus a hash)."""
+    key = json.dumps([str(dataset.path), dataset.survey.name, normalisation, bool(mask)])
+    digest = hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+    name = f"{dataset.survey.name}-{dataset.layout}-{_safe(dataset.path.name)}-{normalisation}-{digest}"
+    return cache_root(cache_dir) / name
+
+
+def cache_status(dataset: ChallengeDataset, normalisation: str = "zscale", mask: bool = True,
+                 cache_dir: str | os.PathLike | None = None) -> dict:
+    """{'state': 'missing'|'valid'|'stale', 'path': str, 'size': bytes on disk} of the dataset's cache."""
+    folder = cache_path(dataset, normalisation, mask, cache_dir)
+    if not (folder / INDEX_FILE).is_file():
+        state = "missing"
+    else:
+        state = "valid" if _stale_reason(folder, dataset, normalisation, mask) is None else "stale"
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) if folder.is_dir() else 0
+    return {"state": state, "path": str(folder), "size": size}
+
+
+def prepare(dataset: ChallengeDataset | str | os.PathLike, normalisation: str = "zscale", mask: bool = True,
+            cache_dir: str | os.PathLike | None = None, workers: int | None = None,
+            progress: bool = True) -> PreparedData:
+    """Read and normalise every object of ``dataset`` once, or reuse a valid cache of it.
+
+    ``mask`` sets the survey's masked pixels (ground: exactly 100.0) to 0 before normalising. ``workers``
+    processes (default: all cores) each write their chunks of objects straight into the shared memmap.
+    """
+    from lexactum.data.normalise import get_normalisation
+
+    if not isinstance(dataset, ChallengeDataset):
+        dataset = ChallengeDataset(dataset)
+    get_normalisation(normalisation)  # an unknown name fails before any work
+    folder = cache_path(dataset, normalisation, mask, cache_dir)
+    if (folder / INDEX_FILE).is_file() and _stale_reason(folder, dataset, normalisation, mask) is None:
+        return open_prepared(folder, reused=True)
+    started = time.perf_counter()
+    _build(dataset, folder, normalisation, mask, workers, progress)
+    prepared = open_prepared(folder)
+    prepared.seconds = time.perf_counter() - started
+    return prepared
+
+
+def open_prepared(folder: str | os.PathLike, reused: bool = False) -> PreparedData:
+    """Open a cache folder written by :func:`prepare` (read-only memmap, nothing executed)."""
+    folder = Path(folder)
+    index = _read_index(folder)
+    if index is None:
+        raise DataError(f"{folder}: not a prepared dataset (no readable {INDEX_FILE})")
+    shape = tuple(index["shape"])
+    images_file = folder / IMAGES_FILE
+    expected = int(np.prod(shape)) * 4
+    if not images_file.is_file() or images_file.stat().st_size != expected:
+        raise DataError(f"{images_file}: missing or not {expected} bytes; prepare the dataset again")
+    images = np.memmap(images_file, dtype=np.float32, mode="r", shape=shape)
+    return PreparedData(path=folder, images=images, ids=np.asarray(index["ids"], dtype=np.int64),
+                        labels=np.asarray(index["labels"], dtype=np.int64),
+                        survey=get_survey(index["survey"]), index=index, reused=reused)
+
+
+def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bool, workers: int | None,
+           progress: bool) -> None:
+    """Write the cache into a temporary sibling folder, index last, then rename it into place."""
+    from lexactum.progress import progress as progress_bar
+
+    first = dataset.read(0)
+    shape = (len(dataset), *first.shape)
+    mask_value = dataset.survey.mask_value if mask else None
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(folder)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        np.memmap(tmp / IMAGES_FILE, dtype=np.float32, mode="w+", shape=shape).flush()
+        starts = range(0, shape[0], CHUNK_OBJECTS)
+        chunks = [(start, min(start + CHUNK_OBJECTS, shape[0])) for start in starts]
+        n_workers = _worker_count(workers, len(chunks))
+        tasks = [(str(tmp / IMAGES_FILE), shape, start, stop, dataset._band_files[start:stop], normalisation,
+                  mask_value) for start, stop in chunks]
+        with progress_bar(total=shape[0], desc=f"preparing {dataset.path.name}", unit="img",
+                          enabled=None if progress else False) as bar:
+            if n_workers <= 1:
+                for task in tasks:
+                    bar.update(_prepare_chunk(task))
+            else:
+                _run_parallel(tasks, n_workers, bar)
+        index = {
+            "format": CACHE_FORMAT,
+            "version": _package_version(),
+            "dataset": str(dataset.path),
+            "survey": dataset.survey.name,
+            "layout": dataset.layout,
+            "fingerprint": dataset.fingerprint(),
+            "normalisation": normalisation,
+            "mask": bool(mask),
+            "shape": list(shape),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "ids": dataset.ids.tolist(),
+            "labels": dataset.labels.tolist(),
+        }
+        (tmp / INDEX_FILE).write_text(json.dumps(index))
+        _swap_into_place(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _prepare_chunk(task) -> int:
+    """Read and normalise objects [start, stop) into the shared memmap; returns how many were written."""
+    from lexactum.data.normalise import normalise
+
+    images_path, shape, start, stop, band_files, normalisation, mask_value = task
+    images = np.memmap(images_path, dtype=np.float32, mode="r+", shape=tuple(shape))
+    buffer = np.empty((BATCH_OBJECTS, *shape[1:]), dtype=np.float32)
+    for lo in range(0, stop - start, BATCH_OBJECTS):
+        files = band_files[lo:lo + BATCH_OBJECTS]
+        raw = read_objects(files, out=buffer[:len(files)])
+        normalised = normalise(raw, method=normalisation, mask_value=mask_value)
+        images[start + lo:start + lo + len(files)] = normalised
+    images.flush()
+    del images
+    return stop - start
+
+
+def _run_parallel(tasks: list, n_workers: int, bar) -> None:
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    # forkserver: workers start from a clean interpreter, never from a copy of threads (numba, torch).
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context(method)) as pool:
+        futures = {pool.submit(_prepare_chunk, task) for task in tasks}
+        try:
+            while futures:
+                done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    bar.update(future.result())
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _worker_count(workers: int | None, n_chunks: int) -> int:
+    if workers is not None and workers < 1:
+        raise LexactumError(f"workers must be 1 or more, not {workers}")
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(workers or available, n_chunks))
+
+
+def _stale_reason(folder: Path, dataset: ChallengeDataset, normalisation: str, mask: bool) -> str | None:
+    """Why the cache in ``folder`` does not fit the dataset and options, or None when it does."""
+    index = _read_index(folder)
+    if index is None:
+        return "no readable index"
+    checks = {
+        "format": CACHE_FORMAT,
+        "version": _package_version(),
+        "dataset": str(dataset.path),
+        "normalisation": normalisation,
+        "mask": bool(mask),
+        "survey": dataset.survey.name,
+    }
+    for key, value in checks.items():
+        if index.get(key) != value:
+            return f"{key} changed"
+    if index.get("ids") != dataset.ids.tolist() or index.get("labels") != dataset.labels.tolist():
+        return "objects changed"
+    if index.get("fingerprint") != dataset.fingerprint():
+        return "files changed"
+    images_file = folder / IMAGES_FILE
+    if not images_file.is_file() or images_file.stat().st_size != int(np.prod(index["shape"])) * 4:
+        return "image file incomplete"
+    return None
+
+
+def _read_index(folder: Path) -> dict | None:
+    try:
+        index = json.loads((Path(folder) / INDEX_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return index if isinstance(index, dict) and {"ids", "labels", "shape", "survey"} <= set(index) else None
+
+
+def _swap_into_place(tmp: Path, folder: Path) -> None:
+    """Rename the finished ``tmp`` folder to ``folder``, moving an older cache aside first."""
+    old = None
+    if folder.exists():
+        old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Delete temporary folders of this cache left by killed preparations (their process is gone)."""
+    for leftover in folder.parent.glob(f".{folder.name}.*"):
+        parts = leftover.name[len(folder.name) + 2:].split("-")
+        if parts[0] == "tmp" and len(parts) == 3 and parts[1].isdigit() and _process_alive(int(parts[1])):
+            continue
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _package_version() -> str:
+    from lexactum import __version__
+
+    return __version__
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:40] or "dataset"

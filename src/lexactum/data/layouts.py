@@ -1,0 +1,317 @@
+"""A folder of challenge data as a list of objects: IDs, labels and the band files of each.
+
+Both layouts of the Lens Finding Challenge 1.0 are read: the training layout (``classifications.csv`` with
+``is_lens``) and the released test layout (``euclidB_image_catalog.csv`` / ``kidsB_image_catalog.csv`` with
+``#`` comment lines and ``no_source``). Images are found by file name anywhere under the root, whatever the
+folders are called, so no sub-folder (``Data_KiDS_Big.10`` included) is ever skipped by name. An object is
+left out only when a band file is missing or it has no catalog row, and every such object is reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from lexactum.data.surveys import SURVEYS, TRAINING_CATALOG, SurveyFormat, get_survey
+from lexactum.errors import DataError
+
+LAYOUTS = ("train", "test", "unlabelled")
+#: How many example IDs reports show.
+N_EXAMPLES = 5
+
+
+class ChallengeDataset:
+    """The objects of one challenge dataset folder that have every band file and (by default) a label.
+
+    ``survey`` ('space'/'ground' or a :class:`SurveyFormat`) is detected from the catalog's name or the
+    files when not given. ``require_labels=False`` accepts a folder of cutouts without a catalog (labels -1),
+    for scoring new data; a catalog that is present still gives its labels.
+    """
+
+    def __init__(self, path: str | os.PathLike, survey: str | SurveyFormat | None = None,
+                 require_labels: bool = True):
+        self.path = Path(path).expanduser().resolve()
+        if not self.path.is_dir():
+            raise DataError(f"{self.path}: dataset folder does not exist" if not self.path.exists()
+                            else f"{self.path}: not a folder (give the dataset's root folder)")
+        if not any(os.scandir(self.path)):
+            raise DataError(f"{self.path}: dataset folder is empty")
+        wanted = survey if isinstance(survey, SurveyFormat) or survey is None else get_survey(survey)
+        catalog_path, layout = _find_catalog(self.path, wanted)
+        if catalog_path is None and require_labels:
+            names = ", ".join([TRAINING_CATALOG] + [s.test_catalog for s in SURVEYS.values()])
+            raise DataError(f"{self.path}: no catalog found (expected one of {names} in this folder)")
+        if wanted is None and layout == "test":
+            wanted = next(s for s in SURVEYS.values() if s.test_catalog == catalog_path.name)
+        found = _scan_images(self.path, [wanted] if wanted else list(SURVEYS.values()))
+        self.survey = _pick_survey(self.path, wanted, found)
+        self.catalog_path = catalog_path
+        self.layout = layout if catalog_path is not None else "unlabelled"
+        files = found[self.survey.name]
+        self._all_files = sorted(p for band in files for p in band.values())
+
+        complete, self.incomplete = _complete_objects(self.survey, files)
+        if catalog_path is not None:
+            table, cat_ids, cat_labels = read_catalog(catalog_path)
+        else:
+            table, cat_ids, cat_labels = None, np.empty(0, np.int64), np.empty(0, np.int64)
+        row_of = {int(i): r for r, i in enumerate(cat_ids)}
+        with_images = {object_id for band in files for object_id in band}
+        self.missing_images = np.array(sorted(set(row_of) - with_images), dtype=np.int64)
+        self.unlabelled = np.array([i for i in complete if i not in row_of], dtype=np.int64)
+        kept = complete if not require_labels else [i for i in complete if i in row_of]
+        if not kept:
+            raise DataError(
+                f"{self.path}: no complete {self.survey.name} object"
+                + (" with a catalog row" if require_labels else "")
+                + f" ({len(complete)} objects have every band file, {len(row_of)} catalog rows"
+                + (f", {len(self.incomplete)} band files missing" if self.incomplete else "") + ")"
+            )
+        self.ids = np.array(kept, dtype=np.int64)
+        rows = np.array([row_of.get(i, -1) for i in kept], dtype=np.int64)
+        self.labels = np.full(len(kept), -1, dtype=np.int64)
+        self.labels[rows >= 0] = cat_labels[rows[rows >= 0]]
+        if table is not None:
+            self.catalog = table.iloc[rows[rows >= 0]].reset_index(drop=True)
+        else:
+            import pandas as pd
+
+            self.catalog = pd.DataFrame({"ID": self.ids})
+        self._band_files = [tuple(files[b][i] for b in range(self.survey.n_bands)) for i in kept]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return (f"ChallengeDataset({str(self.path)!r}, survey={self.survey.name!r}, layout={self.layout!r}, "
+                f"objects={len(self)})")
+
+    @cached_property
+    def band_paths(self) -> list[tuple[Path, ...]]:
+        """Per object, its band files in channel order."""
+        return [tuple(Path(p) for p in paths) for paths in self._band_files]
+
+    def read(self, i: int) -> np.ndarray:
+        """The raw (C, H, W) float32 images of the ``i``-th object."""
+        return read_objects([self._band_files[i]])[0]
+
+    def fingerprint(self) -> str:
+        """A hash of every image file's relative path, size and time, and of the catalog's.
+
+        Changes whenever a file is added, removed, rewritten or touched; reads no file contents.
+        """
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(f"{self.survey.name}|{self.layout}\n".encode())
+        root = str(self.path)
+        paths = list(self._all_files)
+        if self.catalog_path is not None:
+            paths.append(str(self.catalog_path))
+        for p in paths:
+            st = os.stat(p)
+            digest.update(f"{os.path.relpath(p, root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+
+def read_objects(band_files: Sequence[Sequence[str | os.PathLike]],
+                 out: np.ndarray | None = None) -> np.ndarray:
+    """Read objects' band files into a (B, C, H, W) float32 array (``out`` if given).
+
+    Every image must have the shape of the first one (or of ``out``); otherwise a DataError names the file.
+    """
+    from lexactum.data import fits
+
+    n_bands = len(band_files[0])
+    flat = [p for paths in band_files for p in paths]
+    if out is None:
+        first = fits.read_fits(flat[0])
+        out = np.empty((len(band_files), n_bands, *first.shape), dtype=np.float32)
+    stack = getattr(fits, "read_fits_stack", None)
+    if stack is not None:
+        try:
+            stack(flat, out=out.reshape(-1, *out.shape[2:]))
+            return out
+        except DataError:
+            raise
+        except Exception:  # noqa: BLE001 - the per-file loop below names the file at fault
+            pass
+    flat_out = out.reshape(-1, *out.shape[2:])
+    for k, p in enumerate(flat):
+        image = fits.read_fits(p)
+        if image.shape != flat_out.shape[1:]:
+            raise DataError(f"{p}: image is {image.shape[0]}x{image.shape[1]} pixels but the others are "
+                            f"{flat_out.shape[1]}x{flat_out.shape[2]}")
+        flat_out[k] = image
+    return out
+
+
+def read_catalog(path: Path) -> tuple[object, np.ndarray, np.ndarray]:
+    """(table, ids, labels) of a challenge catalog; columns found by name, labels 1 = lens.
+
+    Accepts ``#`` comment lines, blank leading lines, CRLF endings, quoted header names and extra columns.
+    The label comes from ``is_lens`` or, failing that, ``1 - no_source``.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    if b"\0" in head:
+        raise DataError(f"{path}: catalog is not a CSV text file")
+    if not head.strip():
+        raise DataError(f"{path}: catalog is empty")
+    try:
+        table = pd.read_csv(path, comment="#", skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{path}: catalog is not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    columns = {str(c).strip().strip('"').strip().lower(): c for c in table.columns}
+    if "id" not in columns:
+        raise DataError(f"{path}: catalog has no ID column (columns: {_column_list(table)})")
+    if "is_lens" in columns:
+        label_column, invert = columns["is_lens"], False
+    elif "no_source" in columns:
+        label_column, invert = columns["no_source"], True
+    else:
+        raise DataError(f"{path}: catalog has no label column is_lens or no_source "
+                        f"(columns: {_column_list(table)})")
+    ids = _integer_column(path, table, columns["id"])
+    labels = _integer_column(path, table, label_column)
+    bad = ~np.isin(labels, (0, 1))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: column {label_column} must hold 0 or 1, "
+                        f"found {table[label_column].iloc[row]!r} for ID {ids[row]}")
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise DataError(f"{path}: ID {unique[counts > 1][0]} appears {counts[counts > 1][0]} times "
+                        "in the catalog")
+    return table, ids, (1 - labels) if invert else labels
+
+
+def _column_list(table) -> str:
+    names = [str(c) for c in table.columns[:8]]
+    return ", ".join(names) + (", ..." if len(table.columns) > 8 else "") if names else "none"
+
+
+def _integer_column(path: Path, table, column) -> np.ndarray:
+    import pandas as pd
+
+    text = table[column].astype(str).str.strip()
+    values = pd.to_numeric(text, errors="coerce")
+    bad = values.isna().to_numpy() | (values.to_numpy(dtype=float, na_value=np.nan) % 1 != 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: column {column} holds {text.iloc[row]!r}, not an integer "
+                        f"(data row {row + 1})")
+    return values.to_numpy(dtype=np.int64)
+
+
+def _find_catalog(root: Path, survey: SurveyFormat | None) -> tuple[Path | None, str | None]:
+    """The catalog file at ``root`` and the layout it implies: the training key first, then a test key."""
+    if (root / TRAINING_CATALOG).is_file():
+        return root / TRAINING_CATALOG, "train"
+    present = [s for s in SURVEYS.values() if (root / s.test_catalog).is_file()]
+    if survey is not None:
+        if survey in present:
+            return root / survey.test_catalog, "test"
+        if present:
+            raise DataError(f"{root / present[0].test_catalog}: is the {present[0].name} catalog, "
+                            f"but the survey asked for is {survey.name}")
+        return None, None
+    if len(present) > 1:
+        raise DataError(f"{root}: holds both {present[0].test_catalog} and {present[1].test_catalog}; "
+                        "pass the survey to choose one")
+    return (root / present[0].test_catalog, "test") if present else (None, None)
+
+
+def _file_matchers(survey: SurveyFormat) -> list[tuple[str, str, int]]:
+    """(prefix, suffix, band index) of each band's file name, e.g. ('imageSDSS_R-', '.fits', 0)."""
+    matchers = []
+    for band, pattern in enumerate(survey.file_patterns):
+        prefix, suffix = pattern.split("{id}")
+        matchers.append((prefix, suffix, band))
+    return matchers
+
+
+def _scan_images(root: Path, surveys: list[SurveyFormat]) -> dict[str, list[dict[int, str]]]:
+    """Per survey and band, {ID: file path} of every matching file anywhere under ``root``.
+
+    One os.scandir walk over the tree; file names are matched by prefix and suffix (no glob, no regex).
+    """
+    found = {s.name: [{} for _ in s.bands] for s in surveys}
+    by_prefix: dict[str, list[tuple[str, int, str]]] = {}
+    for s in surveys:
+        for prefix, suffix, band in _file_matchers(s):
+            by_prefix.setdefault(prefix, []).append((suffix, band, s.name))
+    prefix_lengths = sorted({len(p) for p in by_prefix})
+    pending, seen = [str(root)], set()
+    while pending:
+        folder = pending.pop()
+        real = os.path.realpath(folder)
+        if real in seen:  # a symbolic link back up the tree
+            continue
+        seen.add(real)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as exc:
+            raise DataError(f"{folder}: cannot list folder ({exc.strerror})") from None
+        for entry in entries:
+            name = entry.name
+            if entry.is_dir(follow_symlinks=True):
+                pending.append(entry.path)
+                continue
+            for n in prefix_lengths:
+                for suffix, band, survey_name in by_prefix.get(name[:n], ()):
+                    digits = name[n:len(name) - len(suffix)]
+                    if name.endswith(suffix) and digits.isdigit() and digits.isascii():
+                        files = found[survey_name][band]
+                        object_id = int(digits)
+                        if object_id in files:
+                            band_name = SURVEYS[survey_name].bands[band]
+                            raise DataError(f"{entry.path}: second {band_name} file of object {object_id} "
+                                            f"(the first is {files[object_id]})")
+                        files[object_id] = entry.path
+    return found
+
+
+def _pick_survey(root: Path, wanted: SurveyFormat | None,
+                 found: dict[str, list[dict[int, str]]]) -> SurveyFormat:
+    counts = {name: sum(len(band) for band in bands) for name, bands in found.items()}
+    if wanted is not None:
+        if counts[wanted.name] == 0:
+            names = " or ".join(p.format(id="<ID>") for p in wanted.file_patterns[:4])
+            raise DataError(f"{root}: no {wanted.name} images ({names}) anywhere under this folder")
+        return wanted
+    present = [name for name, count in counts.items() if count]
+    if not present:
+        patterns = ", ".join(p.format(id="<ID>") for s in SURVEYS.values() for p in s.file_patterns)
+        raise DataError(f"{root}: cannot tell the survey: no challenge images ({patterns}) under this folder")
+    if len(present) > 1:
+        raise DataError(f"{root}: holds both space and ground images; pass the survey ('space' or 'ground')")
+    return SURVEYS[present[0]]
+
+
+def _complete_objects(survey: SurveyFormat,
+                      files: list[dict[int, str]]) -> tuple[list[int], list[tuple[int, Path]]]:
+    """Sorted IDs that have every band file, and (ID, expected path) of each missing band file."""
+    all_ids = set().union(*files)
+    complete, missing = [], []
+    for object_id in sorted(all_ids):
+        absent = [b for b in range(survey.n_bands) if object_id not in files[b]]
+        if not absent:
+            complete.append(object_id)
+            continue
+        present = Path(next(files[b][object_id] for b in range(survey.n_bands) if b not in absent))
+        band_present = next(b for b in range(survey.n_bands) if b not in absent)
+        for b in absent:
+            name = survey.file_patterns[b].format(id=object_id)
+            if present.parent.name == survey.band_folders[band_present]:
+                expected = present.parent.parent / survey.band_folders[b] / name
+            else:
+                expected = present.parent / name
+            missing.append((object_id, expected))
+    return complete, missing

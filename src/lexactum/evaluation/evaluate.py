@@ -1,0 +1,560 @@
+"""Scoring images with a trained network: scores, timings, and the files an evaluation leaves behind.
+
+Three uses share the code here: ``evaluate`` (a labelled set -> scores.csv, metrics.json, roc.png),
+``predict`` (any folder of cutouts -> a ranked scores.csv and the challenge submission file) and
+``features`` (one image -> every convolutional layer's output). Data from files is read and normalised one
+batch at a time (the next batch is read while the network scores the current one), so memory stays bounded
+whatever the size of the set.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from lexactum.errors import DataError, LexactumError
+
+SCORES_FILE = "scores.csv"
+METRICS_FILE = "metrics.json"
+ROC_FILE = "roc.png"
+SUBMISSION_FILE = "submission.txt"
+#: File name endings taken as FITS cutouts in a folder that is not in the challenge layout.
+FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz")
+
+
+# ----------------------------------------------------------------------------------------------- devices
+def resolve_device(device: str = "auto"):
+    """A torch.device: 'auto' is the GPU when there is one, else the CPU."""
+    import torch
+
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise LexactumError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise LexactumError(f"device {device!r} asked for, but torch sees no CUDA GPU on this machine")
+    return resolved
+
+
+def device_name(device) -> str:
+    """What the timings ran on: the GPU's name, or the CPU model."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def _synchronise(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+class ScoringClock:
+    """Seconds the network alone spent on batches already in memory, and how many images that covers."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.images = 0
+
+    @property
+    def per_image(self) -> float:
+        return self.seconds / self.images if self.images else float("nan")
+
+
+def _batches_of(images_or_loader, batch_size: int) -> Iterator[np.ndarray]:
+    """Image batches from an (N, C, H, W) array (memmaps too) or from an iterable of batches.
+
+    An iterable may yield arrays/tensors or tuples whose first item is the images (the loader's
+    ``(images, labels, indices)``).
+    """
+    if hasattr(images_or_loader, "shape") and hasattr(images_or_loader, "__getitem__"):
+        for start in range(0, len(images_or_loader), batch_size):
+            yield images_or_loader[start:start + batch_size]
+        return
+    for batch in images_or_loader:
+        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def _writable_float32(batch) -> np.ndarray:
+    """The batch as a float32 array torch may wrap (a read-only memmap slice is copied)."""
+    array = np.asarray(batch, dtype=np.float32)
+    return array if array.flags.writeable else array.copy()
+
+
+def score(model, images_or_loader, device="auto", batch_size: int = 256, clock: ScoringClock | None = None,
+          show_progress: bool | None = False, total: int | None = None) -> np.ndarray:
+    """Lens probabilities (float64) of every image: sigmoid of the network's logits, in input order.
+
+    Runs without gradients in eval mode, one batch on the device at a time. The sigmoid is taken in float64
+    so that confident scores stay distinct instead of all rounding to 1.0 (which would tie them with the
+    top non-lenses and wreck TPR0). With ``clock``, the network's own time is added to it: the first batch
+    is run once untimed (warm-up), then every batch is timed with the device synchronised.
+    """
+    import torch
+
+    from lexactum.progress import progress
+
+    if int(batch_size) < 1:
+        raise LexactumError(f"batch size must be at least 1, got {batch_size!r}")
+    device = resolve_device(device) if isinstance(device, str) or device is None else torch.device(device)
+    if total is None and hasattr(images_or_loader, "__len__") and hasattr(images_or_loader, "shape"):
+        total = len(images_or_loader)
+    model = model.to(device).eval()
+    parts = []
+    warmed_up = clock is None
+    bar = progress(total=total, desc="scoring", unit="img", enabled=show_progress)
+    with torch.inference_mode(), bar:
+        for batch in _batches_of(images_or_loader, int(batch_size)):
+            inputs = batch if torch.is_tensor(batch) else torch.from_numpy(_writable_float32(batch))
+            inputs = inputs.to(device=device, dtype=torch.float32, non_blocking=True)
+            if not warmed_up:
+                model(inputs)
+                warmed_up = True
+            _synchronise(device)
+            started = time.perf_counter()
+            logits = model(inputs)
+            _synchronise(device)
+            if clock is not None:
+                clock.seconds += time.perf_counter() - started
+                clock.images += len(inputs)
+            parts.append(torch.sigmoid(logits.reshape(-1).double()).cpu().numpy())
+            bar.update(len(inputs))
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float64)
+
+
+# ------------------------------------------------------------------------------------- streaming files
+def read_batch(source, indices: Sequence[int]) -> np.ndarray:
+    """Raw (B, C, H, W) images of objects ``indices`` of a dataset (batched reader when it has files)."""
+    band_paths = getattr(source, "band_paths", None)
+    if band_paths is not None:
+        from lexactum.data.layouts import read_objects
+
+        return read_objects([band_paths[int(i)] for i in indices])
+    return np.stack([source.read(int(i)) for i in indices])
+
+
+def stream_batches(source, indices: Sequence[int], batch_size: int, normalisation: str = "zscale",
+                   mask_value: float | None = None) -> Iterator[np.ndarray]:
+    """Normalised batches of ``source``'s objects read from their files, the next one read in the background.
+
+    ``source`` is anything with ``.read(i) -> (C, H, W)`` (a ChallengeDataset, a :class:`CutoutFolder`).
+    """
+    from lexactum.data.normalise import normalise
+
+    def load(chunk):
+        return normalise(read_batch(source, chunk), method=normalisation, mask_value=mask_value)
+
+    chunks = [indices[k:k + batch_size] for k in range(0, len(indices), batch_size)]
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(load, chunks[0])
+        for chunk in chunks[1:]:
+            ready = pending.result()
+            pending = pool.submit(load, chunk)
+            yield ready
+        yield pending.result()
+
+
+def score_files(model, source, indices: Sequence[int] | None = None, device="auto", batch_size: int = 256,
+                show_progress: bool | None = False) -> tuple[np.ndarray, dict]:
+    """Scores of ``source``'s objects straight from their files, and the time per image of the pass.
+
+    Returns ``(scores, timing)`` with ``timing`` holding ``end_to_end_s_per_image`` (reading, normalising
+    and scoring: the whole pass's wall time over its images) and ``model_s_per_image`` (the network alone).
+    """
+    indices = np.arange(len(source)) if indices is None else np.asarray(indices, dtype=np.int64)
+    device = resolve_device(device) if isinstance(device, str) or device is None else device
+    clock = ScoringClock()
+    started = time.perf_counter()
+    batches = stream_batches(source, indices, int(batch_size), model_normalisation(model),
+                             source.survey.mask_value)
+    scores = score(model, batches, device, batch_size, clock=clock, show_progress=show_progress,
+                   total=len(indices))
+    _synchronise(device)
+    elapsed = time.perf_counter() - started
+    timing = {
+        "model_s_per_image": clock.per_image,
+        "end_to_end_s_per_image": elapsed / len(indices) if len(indices) else float("nan"),
+        "timed_images": int(len(indices)),
+    }
+    return scores, timing
+
+
+def time_per_image(model, images, source=None, indices: Sequence[int] | None = None, device="auto",
+                   batch_size: int = 256) -> dict:
+    """Seconds per image (a) for the network alone on ``images`` in memory and (b) end to end from files.
+
+    (b) needs ``source`` (a dataset with files): its objects ``indices`` (default all) are read, normalised
+    and scored; it is ``None`` without a source.
+    """
+    clock = ScoringClock()
+    score(model, images, device, batch_size, clock=clock)
+    timing = {"model_s_per_image": clock.per_image, "end_to_end_s_per_image": None}
+    if source is not None:
+        _, from_files = score_files(model, source, indices, device, batch_size)
+        timing["end_to_end_s_per_image"] = from_files["end_to_end_s_per_image"]
+    return timing
+
+
+def model_normalisation(model) -> str:
+    """The normalisation the network was trained with (its metadata), ZScale by default as in the seed."""
+    return (getattr(model, "metadata", None) or {}).get("normalisation") or "zscale"
+
+
+# ------------------------------------------------------------------------------------- loose cutouts
+class CutoutFolder:
+    """FITS cutouts not in the challenge layout: one file per object holding all its bands.
+
+    Each file under ``path`` (any depth, any name ending in .fits/.fit/.fts, optionally gzipped) is one
+    object, (C, H, W) or (H, W) for one band. The ID is the number at the end of the file name when every
+    file has a distinct one, else the file name without its ending.
+    """
+
+    def __init__(self, path: str | os.PathLike, survey=None):
+        from lexactum.data.surveys import get_survey, survey_for_bands
+
+        self.path = Path(path).expanduser().resolve()
+        files = sorted(p for p in self.path.rglob("*")
+                       if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES))
+        if not files:
+            raise DataError(f"{self.path}: no FITS files (*.fits, *.fit, *.fts) under this folder")
+        self.files = files
+        stems = [_strip_suffix(p.name) for p in files]
+        numbers = [re.search(r"(\d+)$", stem) for stem in stems]
+        if all(numbers) and len({int(m.group(1)) for m in numbers}) == len(files):
+            self.ids = np.array([int(m.group(1)) for m in numbers], dtype=np.int64)
+        else:
+            self.ids = np.array(stems, dtype=object)
+        self.labels = np.full(len(files), -1, dtype=np.int64)
+        first = self.read(0)
+        self.shape = first.shape
+        self.survey = get_survey(getattr(survey, "name", survey)) if survey is not None \
+            else survey_for_bands(first.shape[0])
+        if self.survey.n_bands != first.shape[0]:
+            raise DataError(f"{files[0]}: holds {first.shape[0]} band(s) but {self.survey.name} images have "
+                            f"{self.survey.n_bands}")
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def read(self, i: int) -> np.ndarray:
+        """The (C, H, W) float32 image of the ``i``-th file, every file checked against the first's shape."""
+        image = read_cutout(self.files[i])
+        if hasattr(self, "shape") and image.shape != self.shape:
+            raise DataError(f"{self.files[i]}: image is {image.shape} but the first cutout ({self.files[0]}) "
+                            f"is {self.shape}")
+        return image
+
+
+def read_cutout(path: str | os.PathLike) -> np.ndarray:
+    """One FITS cutout as (C, H, W) float32: a single band (H, W) gets C = 1."""
+    from astropy.io import fits
+
+    try:
+        data = fits.getdata(path)
+    except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for a damaged file
+        raise DataError(f"{path}: cannot read as a FITS image ({exc})") from None
+    if data is None or data.ndim not in (2, 3):
+        raise DataError(f"{path}: expected an image of (H, W) or (bands, H, W), found "
+                        f"{'no data' if data is None else f'{data.ndim} axes'}")
+    image = np.ascontiguousarray(data, dtype=np.float32)
+    return image[None] if image.ndim == 2 else image
+
+
+def read_single_object(image: str, n_bands: int, dataset: str | os.PathLike | None = None,
+                       survey=None) -> tuple[np.ndarray, object, list[Path]]:
+    """(raw (C, H, W) image, SurveyFormat, files read) of one object for a model taking ``n_bands``.
+
+    ``image`` is a FITS file (all bands, or one band file with the challenge name whose other bands are
+    found by name beside it or in the sibling band folders) or, with ``dataset``, an object ID.
+    """
+    from lexactum.data.surveys import get_survey, survey_for_bands
+
+    fmt = get_survey(getattr(survey, "name", survey)) if survey else survey_for_bands(n_bands)
+    path = Path(image).expanduser()
+    if not path.is_file():
+        if dataset is None:
+            raise DataError(f"{image}: no such FITS file (to pick an object by ID, also give --dataset)")
+        return _object_of_dataset(image, dataset, fmt)
+    cutout = read_cutout(path)
+    if cutout.shape[0] == n_bands:
+        return cutout, fmt, [path]
+    if cutout.shape[0] != 1:
+        raise DataError(f"{path}: holds {cutout.shape[0]} bands but the model takes {n_bands}")
+    files = _band_files_beside(path, fmt)
+    bands = [cutout[0] if f == path else read_cutout(f)[0] for f in files]
+    if any(b.shape != bands[0].shape for b in bands):
+        raise DataError(f"{path}: its band files do not all have the same image size")
+    return np.stack(bands), fmt, files
+
+
+def _band_files_beside(path: Path, fmt) -> list[Path]:
+    """Every band file of the object whose one band file is ``path`` (challenge names and folders)."""
+    matches = [(band, path.name[len(prefix):len(path.name) - len(suffix)])
+               for band, (prefix, suffix) in enumerate(p.split("{id}") for p in fmt.file_patterns)
+               if path.name.startswith(prefix) and path.name.endswith(suffix)]
+    matches = [(band, digits) for band, digits in matches if digits.isdigit()]
+    if not matches:
+        names = " or ".join(p.format(id="<ID>") for p in fmt.file_patterns)
+        raise DataError(f"{path}: one band only, and not named like a {fmt.name} band file ({names}) so the "
+                        "other bands cannot be found; give a file with all bands or an ID with --dataset")
+    band, digits = matches[0]
+    files = []
+    for other, pattern in enumerate(fmt.file_patterns):
+        name = pattern.format(id=int(digits))
+        candidates = [path.parent / name]
+        if path.parent.name == fmt.band_folders[band]:
+            candidates.append(path.parent.parent / fmt.band_folders[other] / name)
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is None:
+            raise DataError(f"{path}: band {fmt.bands[other]} of object {int(digits)} not found (looked at "
+                            f"{', '.join(map(str, candidates))})")
+        files.append(found)
+    return files
+
+
+def _object_of_dataset(image: str, dataset, fmt) -> tuple[np.ndarray, object, list[Path]]:
+    from lexactum.data.layouts import ChallengeDataset
+
+    try:
+        object_id = int(image)
+    except ValueError:
+        raise DataError(f"{image}: neither a FITS file nor an object ID") from None
+    data = ChallengeDataset(dataset, survey=fmt, require_labels=False)
+    where = np.flatnonzero(data.ids == object_id)
+    if len(where) == 0:
+        raise DataError(f"{data.path}: has no complete object with ID {object_id}")
+    k = int(where[0])
+    return data.read(k), data.survey, list(data.band_paths[k])
+
+
+def _strip_suffix(name: str) -> str:
+    lower = name.lower()
+    for suffix in sorted(FITS_SUFFIXES, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def open_cutouts(path: str | os.PathLike, survey=None):
+    """Objects to score under ``path``: a challenge dataset (labels when it has a catalog) or loose cutouts.
+
+    Files with the challenge's band names (``imageEUC_VIS-<ID>.fits``, ``imageSDSS_R-<ID>.fits``...) are
+    grouped per object wherever they are; otherwise every FITS file is one multi-band object.
+    """
+    from lexactum.data.layouts import ChallengeDataset
+    from lexactum.data.surveys import SURVEYS
+
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise DataError(f"{path}: input folder does not exist" if not path.exists() else
+                        f"{path}: not a folder (give the folder holding the FITS cutouts)")
+    try:
+        return ChallengeDataset(path, survey=survey, require_labels=False)
+    except DataError:
+        names = tuple(p.split("{id}")[0] for s in SURVEYS.values() for p in s.file_patterns)
+        if any(p.name.startswith(names) for p in path.rglob("*.fits")):
+            raise  # challenge files that do not form a dataset: that error says why
+    return CutoutFolder(path, survey=survey)
+
+
+# --------------------------------------------------------------------------------------- evaluation
+def _write_scores(path: Path, ids, labels, scores, ranked: bool) -> None:
+    from lexactum.runs import write_csv
+
+    order = np.argsort(-scores, kind="stable") if ranked else np.arange(len(scores))
+    with_labels = labels is not None and (np.asarray(labels) >= 0).any()
+    rows = []
+    for k in order:
+        row = {"ID": _plain_id(ids[k]), "score": float(scores[k])}
+        if with_labels:
+            row["label"] = int(labels[k]) if labels[k] >= 0 else ""
+        rows.append(row)
+    columns = ["ID", "label", "score"] if with_labels and not ranked else None
+    write_csv(path, rows, fieldnames=columns)
+
+
+def _plain_id(value):
+    return int(value) if isinstance(value, (int, np.integer)) else str(value)
+
+
+def format_metrics_table(metrics: dict) -> str:
+    """A short text table of the challenge numbers with their bootstrap intervals and timings."""
+    intervals = metrics.get("intervals") or {}
+    lines = [f"{'metric':<22}{'value':>10}   interval"]
+    for key, label in (("auc", "AUC"), ("tpr0", "TPR0"), ("tpr10", "TPR10"), ("tpr_at_0.5", "TPR at 0.5"),
+                       ("fpr_at_0.5", "FPR at 0.5")):
+        low_high = intervals.get(key)
+        shown = f"[{low_high[0]:.4f}, {low_high[1]:.4f}]" if low_high else ""
+        lines.append(f"{label:<22}{metrics[key]:>10.4f}   {shown}")
+    for key, label in (("model_s_per_image", "model ms/image"),
+                       ("end_to_end_s_per_image", "end-to-end ms/image")):
+        value = metrics.get(key)
+        if value is not None and value == value:
+            lines.append(f"{label:<22}{1000 * value:>10.3f}")
+    lines.append(f"{metrics['n']} images ({metrics['n_lenses']} lenses) on {metrics.get('device', '?')}")
+    return "\n".join(lines)
+
+
+def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: str | os.PathLike = ".",
+                   device="auto", batch_size: int = 256, bootstrap: int = 1000, seed: int = 0,
+                   end_to_end_images: int | None = 1000, files=None, show_progress: bool | None = False,
+                   title: str | None = None, verbose: bool = True) -> dict:
+    """Score ``data`` (objects ``indices``, default all) and write scores.csv, metrics.json and roc.png.
+
+    ``data`` is a labelled dataset with files (a ChallengeDataset: scored from its files in one pass that
+    also gives both timings) or prepared data (``.images``, ``.ids``, ``.labels``, e.g. from
+    ``lexactum.data.cache.prepare``: scored from memory; the end-to-end time then comes from reading
+    ``end_to_end_images`` objects of its dataset's files again, ``None`` for all, 0 to skip; ``files`` is
+    that dataset when the caller has it open, else it is found from the cache's index).
+    Returns the metrics dict that metrics.json holds.
+    """
+    from lexactum.evaluation.metrics import challenge_metrics
+    from lexactum.evaluation.plots import plot_roc
+    from lexactum.runs import write_json
+
+    out_dir = Path(out_dir)
+    indices = np.arange(len(data.ids)) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0:
+        raise LexactumError("nothing to evaluate: the selection of objects is empty")
+    labels = np.asarray(data.labels)[indices]
+    if (labels < 0).any():
+        raise DataError(f"{getattr(data, 'path', 'data')}: {int((labels < 0).sum())} selected objects have "
+                        "no label; evaluation needs a catalog ('lexactum predict' scores unlabelled data)")
+    device = resolve_device(device) if isinstance(device, str) or device is None else device
+    images = getattr(data, "images", None)
+    if images is None:
+        scores, timing = score_files(model, data, indices, device, batch_size, show_progress)
+    else:
+        clock = ScoringClock()
+        selected = images if len(indices) == len(images) and (indices == np.arange(len(images))).all() \
+            else _Rows(images, indices)
+        scores = score(model, selected, device, batch_size, clock=clock, show_progress=show_progress)
+        timing = {"model_s_per_image": clock.per_image, "end_to_end_s_per_image": None, "timed_images": 0}
+        source = files if files is not None else _files_of(data)
+        if source is not None and end_to_end_images != 0:
+            subset = indices if end_to_end_images is None else indices[:end_to_end_images]
+            _, from_files = score_files(model, source, subset, device, batch_size)
+            timing["end_to_end_s_per_image"] = from_files["end_to_end_s_per_image"]
+            timing["timed_images"] = from_files["timed_images"]
+
+    ids = np.asarray(data.ids)[indices]
+    metadata = getattr(model, "metadata", None) or {}
+    metrics = challenge_metrics(labels, scores, bootstrap=bootstrap, seed=seed)
+    metrics.update(timing)
+    metrics["device"] = device_name(device)
+    described = ("network", "survey", "in_channels", "normalisation", "source")
+    metrics["model"] = {k: metadata[k] for k in described if k in metadata}
+    metrics["dataset"] = str(getattr(data, "path", ""))
+    _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=False)
+    write_json(out_dir / METRICS_FILE, metrics)
+    plot_roc(labels, scores, out_dir / ROC_FILE,
+             title=title or f"{metadata.get('network', 'model')} on {len(labels)} images")
+    if verbose:
+        print(format_metrics_table(metrics))
+    return metrics
+
+
+class _Rows:
+    """A lazy row selection of an array: batches are gathered one at a time (bounded memory)."""
+
+    def __init__(self, images, rows: np.ndarray):
+        self.images, self.rows = images, rows
+        self.shape = (len(rows), *images.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, item: slice) -> np.ndarray:
+        return np.asarray(self.images[self.rows[item]])
+
+
+def _files_of(prepared):
+    """The dataset whose files ``prepared`` was made from, when they are still there."""
+    path = getattr(prepared, "dataset_path", None)
+    if path is None or not Path(path).is_dir():
+        return None
+    from lexactum.data.layouts import ChallengeDataset
+
+    dataset = ChallengeDataset(path, survey=prepared.survey)
+    if len(dataset) != len(prepared.ids) or not np.array_equal(dataset.ids, prepared.ids):
+        return None
+    return dataset
+
+
+# ----------------------------------------------------------------------------------------- prediction
+def predict_folder(model, source, out_dir: str | os.PathLike, device="auto", batch_size: int = 256,
+                   show_progress: bool | None = False) -> dict:
+    """Score every object of ``source`` from its files; write a ranked scores.csv and submission.txt.
+
+    scores.csv: ``ID,score[,label]`` from the most to the least lens-like. submission.txt: the challenge's
+    format, ``ID score`` per line, no header, every object. Returns counts and timings.
+    """
+    from lexactum.runs import write_text_atomic
+
+    out_dir = Path(out_dir)
+    scores, timing = score_files(model, source, None, device, batch_size, show_progress)
+    ids = np.asarray(source.ids)
+    labels = np.asarray(getattr(source, "labels", np.full(len(ids), -1)))
+    _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=True)
+    lines = [f"{_plain_id(i)} {float(s)!r}" for i, s in zip(ids, scores, strict=True)]
+    write_text_atomic(out_dir / SUBMISSION_FILE, "\n".join(lines) + "\n")
+    return {"n": int(len(ids)), "scores": str(out_dir / SCORES_FILE),
+            "submission": str(out_dir / SUBMISSION_FILE), **timing}
+
+
+# ----------------------------------------------------------------------------------------- feature maps
+def conv_activations(model, image: np.ndarray, device="cpu") -> dict[str, np.ndarray]:
+    """Output (C, H, W) of every Conv2d of ``model`` for one normalised (C, H, W) image, in call order.
+
+    Keys are the modules' path names in the network (e.g. ``features.0``), found with forward hooks.
+    """
+    import torch
+    from torch import nn
+
+    device = resolve_device(device) if isinstance(device, str) or device is None else device
+    model = model.to(device).eval()
+    captured: dict[str, np.ndarray] = {}
+    hooks = []
+
+    def keep(name):
+        def hook(_module, _inputs, output):
+            captured.setdefault(name, output[0].detach().float().cpu().numpy())
+
+        return hook
+
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            hooks.append(module.register_forward_hook(keep(name)))
+    if not hooks:
+        raise LexactumError(f"{type(model).__name__} has no convolutional layer to show")
+    try:
+        with torch.inference_mode():
+            model(torch.as_tensor(np.asarray(image, dtype=np.float32)[None], device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return captured
+

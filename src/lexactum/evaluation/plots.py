@@ -1,0 +1,211 @@
+"""Pictures of results: ROC curves, training curves, image grids and feature maps, as PNG files.
+
+matplotlib is imported inside each function with the non-interactive Agg backend, so these work on a
+server and importing this module costs nothing. Every PNG is written under a temporary name and renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from lexactum.errors import LexactumError
+
+#: Display channels (red, green, blue) of a ground composite: bands I, R, G (channel order R, I, G, U).
+GROUND_RGB_CHANNELS = (1, 0, 2)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Write ``fig`` as a PNG at ``path`` atomically and close it."""
+    from lexactum.runs import atomic_path
+
+    try:
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, format="png", dpi=dpi)
+    finally:
+        _pyplot().close(fig)
+    return Path(path)
+
+
+def plot_roc(labels, scores, path: str | os.PathLike, title: str = "ROC") -> Path:
+    """The ROC in two panels: linear axes with the AUC, and log FPR marking the TPR0 and TPR10 points."""
+    from lexactum.evaluation import metrics
+
+    fpr, tpr, _ = metrics.roc_curve(labels, scores)
+    value = metrics.auc(labels, scores)
+    tpr0 = metrics.tpr_at_fp(labels, scores, 0)
+    tpr10 = metrics.tpr_at_fp(labels, scores, 10)
+    n_non = int(np.sum(np.asarray(labels) == 0))
+
+    plt = _pyplot()
+    fig, (full, low) = plt.subplots(1, 2, figsize=(11, 4.8))
+    full.plot(fpr, tpr, lw=1.8, label=f"AUC = {value:.4f}")
+    full.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="chance")
+    full.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
+             title=title)
+    full.legend(loc="lower right")
+    full.grid(alpha=0.3)
+
+    # FPR = 0 cannot sit on a log axis: the left edge (half a false positive) stands for it.
+    left = 0.5 / n_non
+    low.plot(np.maximum(fpr, left), tpr, lw=1.8)
+    low.plot([left], [tpr0], "o", color="C3", label=f"TPR0 = {tpr0:.3f} (no false positive)")
+    low.plot([min(10, n_non) / n_non], [tpr10], "s", color="C2",
+             label=f"TPR10 = {tpr10:.3f} (10 false positives)")
+    low.set_xscale("log")
+    low.set(xlim=(left, 1), ylim=(0, 1.01), xlabel="false positive rate (log)", ylabel="true positive rate",
+            title=f"low false positive rates ({n_non} non-lenses)")
+    low.legend(loc="upper left")
+    low.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _history_rows(history) -> list[dict]:
+    if isinstance(history, (str, os.PathLike)):
+        path = Path(history)
+        try:
+            with open(path, newline="") as fh:
+                return list(csv.DictReader(fh))
+        except OSError as exc:
+            raise LexactumError(f"{path}: cannot read training history ({exc.strerror})") from None
+    return [dict(row) for row in history]
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def plot_training_curves(history: str | os.PathLike | Iterable[Mapping], path: str | os.PathLike,
+                         title: str = "training") -> Path:
+    """Loss (every column with 'loss' in its name) and validation AUC per epoch.
+
+    ``history`` is a CSV file (e.g. Lightning's ``metrics.csv``) or rows of dicts with an ``epoch`` column;
+    rows of one epoch are merged, the last non-empty value winning, so step-wise logs work too.
+    """
+    rows = _history_rows(history)
+    if not rows or "epoch" not in rows[0]:
+        source = history if isinstance(history, (str, os.PathLike)) else "rows"
+        raise LexactumError(f"training history ({source}) has no rows or no 'epoch' column")
+    per_epoch: dict[int, dict[str, float]] = {}
+    for row in rows:
+        epoch = _as_float(row.get("epoch"))
+        if math.isnan(epoch):
+            continue
+        merged = per_epoch.setdefault(int(epoch), {})
+        for key, value in row.items():
+            number = _as_float(value)
+            if key != "epoch" and not math.isnan(number):
+                merged[key] = number
+    epochs = sorted(per_epoch)
+    columns = sorted({key for values in per_epoch.values() for key in values})
+    loss_columns = [c for c in columns if "loss" in c.lower()]
+    auc_columns = [c for c in columns if "auc" in c.lower()]
+    if not loss_columns and not auc_columns:
+        raise LexactumError(f"training history has no loss or AUC column (columns: {', '.join(columns)})")
+
+    plt = _pyplot()
+    fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for axis, names, label in ((loss_ax, loss_columns, "loss"), (auc_ax, auc_columns, "AUC")):
+        for name in names:
+            xs = [e for e in epochs if name in per_epoch[e]]
+            axis.plot(xs, [per_epoch[e][name] for e in xs], marker="o", ms=3, label=name)
+        axis.set(xlabel="epoch", ylabel=label, title=f"{title}: {label}")
+        axis.grid(alpha=0.3)
+        if names:
+            axis.legend()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """(H, W) grey or (H, W, 3) RGB in [0, 1] for a (C, H, W) image; data outside [0, 1] is stretched."""
+    image = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    if image.ndim == 2:
+        image = image[None]
+    if image.shape[0] >= 3:
+        channels = GROUND_RGB_CHANNELS if image.shape[0] == 4 else (0, 1, 2)
+        shown = np.moveaxis(image[list(channels)], 0, -1)
+        cmap = None
+    else:
+        shown, cmap = image[0], "gray"
+    if shown.min() < 0 or shown.max() > 1:
+        low, high = shown.min(), shown.max()
+        shown = (shown - low) / (high - low) if high > low else np.zeros_like(shown)
+    return np.clip(shown, 0, 1), cmap
+
+
+def image_grid(images, path: str | os.PathLike, titles: Iterable[str] | None = None, ncols: int = 8) -> Path:
+    """Normalised images (N, C, H, W) in a grid: grey for one band, an RGB composite (I, R, G) for ground."""
+    images = np.asarray(images)
+    if images.ndim != 4 or len(images) == 0:
+        raise LexactumError(f"image_grid needs images shaped (N, C, H, W) with N >= 1, got {images.shape}")
+    titles = list(titles) if titles is not None else []
+    ncols = max(1, min(int(ncols), len(images)))
+    nrows = math.ceil(len(images) / ncols)
+    plt = _pyplot()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.0 * nrows), squeeze=False)
+    for k, axis in enumerate(axes.flat):
+        axis.axis("off")
+        if k < len(images):
+            shown, cmap = _display(images[k])
+            axis.imshow(shown, cmap=cmap, origin="lower", vmin=0, vmax=1)
+            if k < len(titles):
+                axis.set_title(str(titles[k]), fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "layer"
+
+
+def plot_feature_maps(activations: Mapping[str, np.ndarray], input_image, out_dir: str | os.PathLike,
+                      max_channels: int = 64) -> list[Path]:
+    """One PNG per layer: the input image first, then a grid of that layer's channels, titled by the layer.
+
+    ``activations`` maps layer names to (C, H, W) outputs in network order; at most ``max_channels``
+    channels are drawn per layer. Files are ``NN_<layer name>.png``.
+    """
+    out_dir = Path(out_dir)
+    plt = _pyplot()
+    input_shown, input_cmap = _display(input_image)
+    paths = []
+    for index, (name, maps) in enumerate(activations.items(), start=1):
+        maps = np.asarray(maps, dtype=np.float32)
+        if maps.ndim != 3:
+            raise LexactumError(f"activation of layer {name!r} must be (C, H, W), got shape {maps.shape}")
+        shown = maps[:max_channels]
+        ncols = math.ceil(math.sqrt(len(shown) + 1))
+        nrows = math.ceil((len(shown) + 1) / ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 1.8 * nrows + 0.6), squeeze=False)
+        for axis in axes.flat:
+            axis.axis("off")
+        axes.flat[0].imshow(input_shown, cmap=input_cmap, origin="lower", vmin=0, vmax=1)
+        axes.flat[0].set_title("input", fontsize=8)
+        for c, channel in enumerate(shown, start=1):
+            axes.flat[c].imshow(channel, cmap="viridis", origin="lower")
+            axes.flat[c].set_title(f"{c - 1}", fontsize=7)
+        suffix = f", first {len(shown)} of {len(maps)} channels" if len(shown) < len(maps) else ""
+        fig.suptitle(f"{name}  ({len(maps)}x{maps.shape[1]}x{maps.shape[2]}{suffix})")
+        fig.tight_layout()
+        paths.append(save_figure(fig, out_dir / f"{index:02d}_{_file_stem(name)}.png"))
+    return paths

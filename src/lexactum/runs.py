@@ -1,0 +1,180 @@
+"""Run folders: where one training run keeps its configuration, split, per-epoch metrics and results.
+
+A run folder (``runs/<timestamp>_<survey>_<network>/`` by default) holds ``config.json`` (the resolved
+configuration), ``split.json`` (which IDs went to train / validation / test), ``metrics.csv`` (one row per
+epoch), Lightning checkpoints (``last.ckpt``, ``best.ckpt``) and the evaluation outputs. Every file here is
+written to a temporary name and renamed into place, so an interrupted run never leaves a half-written file
+that looks complete; the helpers for that live here and are meant to be reused by the other modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lexactum.errors import LexactumError
+
+CONFIG = "config.json"
+SPLIT = "split.json"
+METRICS_CSV = "metrics.csv"
+CURVES = "training_curves.png"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT = "best.ckpt"
+#: Default parent folder of run folders (relative to the working directory).
+RUNS_ROOT = Path("runs")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it is renamed to ``path``, on error removed.
+
+    For writers that want a file name (matplotlib's savefig, safetensors' save_file). The temporary name
+    keeps the suffix, so libraries that pick a format from it still do.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj) -> Path:
+    """Pretty JSON, atomically; numpy scalars and paths are converted, NaN is written as null."""
+    return write_text_atomic(path, json.dumps(_plain(obj), indent=2, allow_nan=False) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON object from ``path``, or a LexactumError naming the file."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LexactumError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LexactumError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(value, dict):
+        raise LexactumError(f"{path}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def write_csv(path: str | os.PathLike, rows: Sequence[Mapping],
+              fieldnames: Sequence[str] | None = None) -> Path:
+    """Rows of dicts as CSV with a header (columns: ``fieldnames`` or the keys in first-seen order)."""
+    if fieldnames is None:
+        fieldnames = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    return write_text_atomic(path, buffer.getvalue())
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """Rows of a CSV file with a header, as dicts of strings ([] when the file does not exist)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def new_run_dir(survey: str, network: str, root: str | os.PathLike = RUNS_ROOT,
+                now: datetime | None = None) -> Path:
+    """Create and return ``<root>/<UTC timestamp>_<survey>_<network>`` (``-2``, ``-3``... if taken)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}_{survey}_{network}"
+    candidate, k = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = base.with_name(f"{base.name}-{k}")
+
+
+def write_config(run_dir: str | os.PathLike, config: Mapping) -> Path:
+    """``config.json``: the resolved configuration plus the versions of the software that ran it."""
+    import platform
+
+    import lightning
+    import torch
+
+    from lexactum import __version__
+
+    record = dict(config)
+    record["versions"] = {
+        "lexactum": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+    }
+    record.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
+    return write_json(Path(run_dir) / CONFIG, record)
+
+
+def read_config(run_dir: str | os.PathLike) -> dict:
+    """The ``config.json`` of a run folder; a clear error when ``run_dir`` is not a run folder."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LexactumError(f"{run_dir}: run folder does not exist")
+    if not (run_dir / CONFIG).is_file():
+        raise LexactumError(f"{run_dir}: not a run folder (no {CONFIG})")
+    return read_json(run_dir / CONFIG)
+
+
+def write_split(run_dir: str | os.PathLike, parts: Mapping[str, Iterable[int]], **details) -> Path:
+    """``split.json``: the object IDs of each part (``train``, ``val``, ``test``) plus ``details``."""
+    record = dict(details)
+    for name, ids in parts.items():
+        ids = [int(i) for i in ids]
+        record[name] = {"n": len(ids), "ids": ids}
+    return write_json(Path(run_dir) / SPLIT, record)
+
+
+def read_split(run_dir: str | os.PathLike) -> dict:
+    return read_json(Path(run_dir) / SPLIT)
+
+
+def _csv_value(value):
+    if isinstance(value, float) and value != value:  # NaN: an empty cell reads back as missing
+        return ""
+    return value
+
+
+def _plain(obj):
+    """``obj`` with numpy scalars/arrays, paths and tuples made JSON-friendly and NaN/inf made null."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar or array, torch tensor
+        return _plain(obj.tolist())
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    return obj

@@ -1,0 +1,493 @@
+"""Training a lens finder with Lightning: the module, the Trainer, and :func:`train` that does a whole run.
+
+A run is reproducible and resumable: everything random in an epoch (shuffle, dropout, augmentation) is
+seeded from ``(seed, epoch)`` alone, so a run resumed from ``last.ckpt`` ends with the same weights as one
+that was never interrupted (exactly, on CPU). Lightning checkpoints are pickles: they are only ever read
+from this run's own folder, with ``weights_only=True``; the model file handed to users is safetensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from torch import nn
+
+from lexactum import runs
+from lexactum.errors import LexactumError
+
+#: The seed's split of one dataset: 19% train, 1% validation, 80% test.
+SEED_SPLIT = (0.19, 0.01, 0.80)
+#: With a separate test dataset (the challenge's protocol) the training set is split train / validation.
+CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
+#: Precisions accepted by --precision (Lightning's names).
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
+#: Settings a resumed run may change; the others must match the run's config.json.
+RESUMABLE_OVERRIDES = ("epochs", "device", "precision", "patience", "progress", "num_workers", "cache_dir",
+                       "bootstrap", "model_out")
+
+# Warnings Lightning gives for choices made here on purpose (in-memory data needs no workers on CPU).
+_QUIET_WARNINGS = (
+    r".*does not have many workers.*",
+    r".*The number of training batches .* is smaller than the logging interval.*",
+    r".*Checkpoint directory .* exists and is not empty.*",
+    r".*upsample_bilinear2d_backward_out_cuda.*",
+    r".*grid_sampler_2d_backward_cuda.*",
+    r".*max_pool2d_with_indices_backward_cuda.*",
+    r".*avg_pool2d_backward_cuda.*",
+)
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed that depends only on ``seed`` and ``keys`` (e.g. the epoch), well mixed."""
+    state = np.random.SeedSequence([int(seed), *(int(k) for k in keys)]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def _seed_global_generators(seed: int) -> None:
+    """Seed torch's global generators (CPU and CUDA): dropout draws from them."""
+    torch.manual_seed(seed)
+
+
+class LensFinderModule(L.LightningModule):
+    """A registered network trained with binary cross-entropy on logits and Adam (the seed's settings).
+
+    Training batches are augmented on the device after transfer (never validation or test batches), from a
+    generator seeded by ``(seed, epoch)``. Each epoch logs ``train_loss``, ``val_loss`` and ``val_auc``.
+    """
+
+    def __init__(self, network: str = "lens_flow", in_channels: int = 1, augment: bool = True, seed: int = 0,
+                 lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-7):
+        super().__init__()
+        from lexactum.data.augment import Augmenter
+        from lexactum.models import create_model
+
+        self.save_hyperparameters()
+        self.network = create_model(network, in_channels)
+        self.augmenter = Augmenter(enabled=augment)
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        self._augment_generator: torch.Generator | None = None
+        self._val_scores: list[torch.Tensor] = []
+        self._val_labels: list[torch.Tensor] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return torch.optim.Adam(self.network.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
+
+    def on_train_epoch_start(self) -> None:
+        # Runs before the epoch's data iterator is created, so a default sampler's shuffle is seeded too.
+        _seed_global_generators(derive_seed(self.hparams.seed, self.current_epoch))
+        self._augment_generator = None
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        images, labels, indices = batch
+        if self.augmenter.enabled and self._trainer is not None and self.trainer.training:
+            if self._augment_generator is None or self._augment_generator.device != images.device:
+                self._augment_generator = torch.Generator(device=images.device)
+                self._augment_generator.manual_seed(derive_seed(self.hparams.seed, self.current_epoch, 1))
+            images = self.augmenter(images, generator=self._augment_generator)
+        return images, labels, indices
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels, _ = batch
+        loss = self.loss_fn(self.network(images).float(), labels.float())
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_scores, self._val_labels = [], []
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        images, labels, _ = batch
+        logits = self.network(images).float()
+        self.log("val_loss", self.loss_fn(logits, labels.float()), on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=len(labels))
+        self._val_scores.append(torch.sigmoid(logits).detach().cpu())
+        self._val_labels.append(labels.detach().cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_scores:
+            return
+        scores = torch.cat(self._val_scores).double().numpy()
+        labels = torch.cat(self._val_labels).round().long().numpy()
+        self._val_scores, self._val_labels = [], []
+        value = validation_auc(labels, scores, warn=not self.trainer.sanity_checking)
+        self.log("val_auc", value, prog_bar=True)
+
+
+def validation_auc(labels: np.ndarray, scores: np.ndarray, warn: bool = True) -> float:
+    """AUC of the validation set; NaN (with a warning) when it holds only lenses or only non-lenses."""
+    from lexactum.evaluation.metrics import auc
+
+    n_lenses = int(np.sum(labels == 1))
+    if n_lenses == 0 or n_lenses == len(labels):
+        if warn:
+            warnings.warn(f"validation set has {n_lenses} lenses among {len(labels)} images: AUC undefined (NaN); "
+                          "use a larger validation split", stacklevel=2)
+        return float("nan")
+    return auc(labels, scores)
+
+
+class EpochMetricsCSV(Callback):
+    """Writes ``metrics.csv`` with one row per epoch (train/val loss, val AUC, seconds), atomically.
+
+    Rows of earlier epochs already in the file are kept, so a resumed run continues its history
+    (Lightning's CSVLogger deletes the file on resume and splits an epoch over several rows).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._started = 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
+        epoch = trainer.current_epoch + 1
+        metrics = trainer.callback_metrics
+        row = {"epoch": epoch}
+        for name in ("train_loss", "val_loss", "val_auc"):
+            row[name] = float(metrics[name]) if name in metrics else float("nan")
+        row["lr"] = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        row["seconds"] = round(time.perf_counter() - self._started, 3)
+        kept = [r for r in runs.read_csv(self.path) if r.get("epoch") and int(float(r["epoch"])) < epoch]
+        runs.write_csv(self.path, [*kept, row], fieldnames=list(row))
+
+
+def lightning_device(device: str = "auto") -> tuple[str, list[int] | int, torch.device]:
+    """``auto``/``cpu``/``cuda``/``cuda:N`` -> (Lightning accelerator, its devices, the torch device)."""
+    from lexactum.evaluation.evaluate import resolve_device
+
+    resolved = resolve_device(str(device).strip().lower())
+    if resolved.type == "cuda":
+        index = 0 if resolved.index is None else resolved.index
+        if index >= torch.cuda.device_count():
+            raise LexactumError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return "cuda", [index], torch.device("cuda", index)
+    if resolved.type in ("cpu", "mps"):
+        return resolved.type, 1, resolved
+    raise LexactumError(f"device {device!r}: training runs on cpu, cuda or cuda:N, not {resolved.type}")
+
+
+def resolve_precision(precision: str | None, accelerator: str) -> str:
+    """The Lightning precision: ``bf16-mixed`` on a GPU that has bf16 (else ``16-mixed``), ``32-true`` on CPU."""
+    if precision is None:
+        if accelerator == "cuda":
+            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+        return "32-true"
+    text = str(precision).strip().lower()
+    if text not in PRECISIONS:
+        raise LexactumError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    return {"32": "32-true", "64": "64-true"}.get(text, text)
+
+
+def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto", precision: str | None = None,
+                  patience: int | None = None, progress: bool | None = True, deterministic: bool | str | None = None,
+                  callbacks: list[Callback] | tuple = (), **trainer_kwargs) -> L.Trainer:
+    """The Trainer of a run: checkpoints (``last.ckpt`` every epoch, ``best.ckpt`` by validation AUC),
+    optional early stopping on validation AUC after ``patience`` epochs without improvement, one
+    ``metrics.csv`` row per epoch, a progress bar, and deterministic algorithms where the device has them.
+
+    ``deterministic=None`` means True on CPU and ``"warn"`` on GPU (a few CUDA backward kernels have no
+    deterministic version). ``progress=None`` shows the bar unless ``LEXACTUM_NO_PROGRESS`` is set.
+    """
+    run_dir = Path(run_dir)
+    accelerator, devices, _ = lightning_device(device)
+    precision = resolve_precision(precision, accelerator)
+    progress = _show_progress(progress)
+    if deterministic is None:
+        deterministic = True if accelerator == "cpu" else "warn"
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir, filename=Path(runs.BEST_CHECKPOINT).stem, monitor="val_auc", mode="max", save_top_k=1,
+        save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+    )
+    all_callbacks: list[Callback] = [checkpoints, EpochMetricsCSV(run_dir / runs.METRICS_CSV)]
+    if patience is not None:
+        all_callbacks.append(EarlyStopping(monitor="val_auc", mode="max", patience=patience, check_finite=False))
+    if progress:
+        all_callbacks.append(TQDMProgressBar())
+    all_callbacks.extend(callbacks)
+    options = dict(
+        default_root_dir=run_dir, max_epochs=epochs, accelerator=accelerator, devices=devices,
+        precision=precision, deterministic=deterministic, logger=False, callbacks=all_callbacks,
+        enable_progress_bar=bool(progress), enable_model_summary=bool(progress), num_sanity_val_steps=0,
+    )
+    options.update(trainer_kwargs)
+    try:
+        return L.Trainer(**options)
+    except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
+        raise LexactumError(f"cannot train with device {device!r} and precision {precision!r}: {exc}") from None
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; :func:`train` validates it and records it in ``config.json``."""
+
+    dataset: str | os.PathLike
+    network: str = "lens_flow"
+    survey: str | None = None
+    epochs: int = 10
+    batch_size: int = 8
+    augment: bool = True
+    split: tuple[float, float, float] | None = None
+    """Train / validation / test fractions; default the seed's 19/1/80, or 95/5/0 with ``test_dataset``."""
+    test_dataset: str | os.PathLike | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str | None = None
+    patience: int | None = None
+    resume: bool = False
+    """Continue the run in ``run_dir`` from its ``last.ckpt``."""
+    run_dir: str | os.PathLike | None = None
+    runs_root: str | os.PathLike = runs.RUNS_ROOT
+    model_out: str | os.PathLike | None = None
+    """Model file; default ``models/<survey>_<network>_<epochs>epochs.safetensors``."""
+    models_dir: str | os.PathLike = "models"
+    cache_dir: str | os.PathLike | None = None
+    normalisation: str = "zscale"
+    num_workers: int | None = None
+    bootstrap: int = 1000
+    """Bootstrap resamples for the test metrics' intervals (0: none)."""
+    progress: bool | None = None
+
+    @classmethod
+    def from_run(cls, run_dir: str | os.PathLike, **overrides) -> TrainConfig:
+        """The configuration saved in ``run_dir``'s config.json, set to resume, with ``overrides`` applied.
+
+        Only settings that do not change what is being trained may be overridden (see
+        :data:`RESUMABLE_OVERRIDES`); asking for a different dataset, network, split... is an error.
+        """
+        saved = runs.read_config(run_dir)
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in saved.get("config", {}).items() if k in names}
+        if "dataset" not in values:
+            raise LexactumError(f"{Path(run_dir) / runs.CONFIG}: has no training configuration")
+        for key, value in overrides.items():
+            if key not in names:
+                raise LexactumError(f"unknown training setting {key!r}")
+            if key in RESUMABLE_OVERRIDES or value is None:
+                if value is not None:
+                    values[key] = value
+                continue
+            if not _same_setting(key, value, values.get(key)):
+                raise LexactumError(
+                    f"--resume {run_dir}: {key} was {values.get(key)!r} in that run, not {value!r} "
+                    f"(a resumed run may change only {', '.join(RESUMABLE_OVERRIDES)})")
+        values.update(resume=True, run_dir=str(run_dir))
+        if values.get("split") is not None:
+            values["split"] = tuple(values["split"])
+        return cls(**values)
+
+    def resolved_split(self) -> tuple[float, ...]:
+        """(train, validation, test) fractions; two numbers mean no test part."""
+        if self.split is None:
+            return CHALLENGE_SPLIT if self.test_dataset is not None else SEED_SPLIT
+        try:
+            values = tuple(float(f) for f in self.split)
+        except (TypeError, ValueError):
+            raise LexactumError(f"split must be numbers (train, validation, test), got {self.split!r}") from None
+        return values + (0.0,) if len(values) == 2 else values
+
+    def validate(self) -> None:
+        """A LexactumError naming the first bad setting."""
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise LexactumError(f"{name} must be a positive whole number, got {value!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
+                                          or self.patience < 1):
+            raise LexactumError(f"patience must be a positive whole number of epochs, got {self.patience!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise LexactumError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if self.bootstrap < 0:
+            raise LexactumError(f"bootstrap must be >= 0 resamples, got {self.bootstrap!r}")
+        split = self.resolved_split()
+        if len(split) != 3 or any(not math.isfinite(f) or f < 0 for f in split):
+            raise LexactumError(f"split must be 3 fractions >= 0 (train, validation, test), got {self.split!r}")
+        if abs(sum(split) - 1.0) > 1e-6:
+            raise LexactumError(f"split fractions must sum to 1, got {split!r} (sum {sum(split):.6g})")
+        if split[0] <= 0 or split[1] <= 0:
+            raise LexactumError(f"split needs a training and a validation part, got {split!r}")
+        if self.test_dataset is None and split[2] <= 0:
+            raise LexactumError(f"split {split!r} leaves no test part; give a test fraction or a test dataset")
+        if self.test_dataset is not None and split[2] > 0:
+            raise LexactumError(f"split {split!r} has a test part, but the test dataset is scored instead: "
+                                "give train,validation fractions only")
+        from lexactum.models import list_models
+
+        if self.network not in list_models():
+            raise LexactumError(f"unknown network {self.network!r}: choose one of {', '.join(list_models())}")
+
+    def record(self) -> dict:
+        """The settings as JSON-friendly values (paths as strings, the split resolved)."""
+        values = dataclasses.asdict(self)
+        values["split"] = list(self.resolved_split())
+        for key, value in values.items():
+            if isinstance(value, os.PathLike):
+                values[key] = os.fspath(value)
+        values.pop("resume")
+        return values
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its folder, the model file, the test metrics and the per-epoch history."""
+
+    run_dir: Path
+    model_path: Path
+    metrics: dict
+    history: list[dict] = field(default_factory=list)
+    best_val_auc: float = float("nan")
+    epochs_trained: int = 0
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """One whole run: dataset -> prepared cache -> split -> fit -> model file -> test evaluation -> run folder."""
+    from lexactum.data import ChallengeDataset
+    from lexactum.data.loader import ChallengeDataModule, split_indices
+    from lexactum.evaluation.evaluate import evaluate_model
+    from lexactum.evaluation.plots import plot_training_curves
+    from lexactum.models import default_model_path, save_model
+
+    config.validate()
+    split = config.resolved_split()
+    accelerator, _, torch_device = lightning_device(config.device)
+    precision = resolve_precision(config.precision, accelerator)
+    dataset = ChallengeDataset(config.dataset, survey=config.survey)
+    survey = dataset.survey
+    test_dataset = ChallengeDataset(config.test_dataset, survey=survey) if config.test_dataset else None
+    loader_split = split[:2] if test_dataset is not None else split
+    split_indices(len(dataset), loader_split, config.seed)  # a dataset too small for the split fails here
+
+    with warnings.catch_warnings():
+        for pattern in _QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        L.seed_everything(config.seed, workers=True, verbose=False)
+        datamodule = ChallengeDataModule(
+            dataset, batch_size=config.batch_size, split=loader_split, seed=config.seed,
+            test_dataset=test_dataset, num_workers=config.num_workers, normalisation=config.normalisation,
+            cache_dir=config.cache_dir, progress=_show_progress(config.progress),
+        )
+        datamodule.setup("fit")
+        run_dir = _prepare_run_dir(config, survey.name)
+        record = config.record()
+        record.update(survey=survey.name, dataset=str(dataset.path), run_dir=str(run_dir),
+                      test_dataset=str(test_dataset.path) if test_dataset is not None else None)
+        resolved = {"config": record, "device": str(torch_device), "precision": precision,
+                    "n_images": len(dataset), "resumed": []}
+        parts = {"train": datamodule.train_ids, "val": datamodule.val_ids, "test": datamodule.test_ids}
+        if config.resume:
+            previous = runs.read_config(run_dir)
+            _check_same_split(run_dir, parts)
+            resolved["created"] = previous.get("created")
+            resolved["resumed"] = [*previous.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
+        runs.write_config(run_dir, resolved)
+        runs.write_split(run_dir, parts, fractions=list(split), seed=config.seed, dataset=str(dataset.path),
+                         test_dataset=str(test_dataset.path) if test_dataset is not None else None)
+
+        module = LensFinderModule(config.network, survey.n_bands, augment=config.augment, seed=config.seed)
+        trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
+                                patience=config.patience, progress=config.progress)
+        last = run_dir / runs.LAST_CHECKPOINT
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None, weights_only=True)
+
+    best = run_dir / runs.BEST_CHECKPOINT
+    if config.patience is not None and best.is_file():  # early stopping: keep the best epoch's weights
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    network = module.network.eval()
+
+    history = runs.read_csv(run_dir / runs.METRICS_CSV)
+    if history:
+        plot_training_curves(run_dir / runs.METRICS_CSV, run_dir / runs.CURVES,
+                             title=f"{survey.name} {config.network}")
+    best_auc = _best_val_auc(history)
+    test_indices = datamodule.test_indices
+    network.metadata = {
+        "survey": survey.name, "network": config.network, "epochs": int(trainer.current_epoch),
+        "epochs_requested": config.epochs, "seed": config.seed, "batch_size": config.batch_size,
+        "augment": config.augment, "normalisation": config.normalisation,
+        "split": {"fractions": list(split), "seed": config.seed, "n_train": len(datamodule.train_ids),
+                  "n_val": len(datamodule.val_ids), "n_test": len(test_indices)},
+        "dataset": str(dataset.path), "test_dataset": str(test_dataset.path) if test_dataset else None,
+        "run_dir": str(run_dir), "best_val_auc": _json_float(best_auc),
+    }
+    metrics = evaluate_model(network, datamodule.prepared_test, test_indices, run_dir, device=torch_device,
+                             batch_size=max(config.batch_size, 64), bootstrap=config.bootstrap, seed=config.seed,
+                             show_progress=_show_progress(config.progress), verbose=False,
+                             title=f"{survey.name} {config.network}, {int(trainer.current_epoch)} epochs")
+    network.metadata["metrics"] = {k: _json_float(v) for k, v in metrics.items()
+                                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    model_path = Path(config.model_out) if config.model_out else default_model_path(
+        survey, config.network, config.epochs, models_dir=config.models_dir)
+    save_model(network, model_path, metadata=network.metadata)
+    return TrainResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history,
+                       best_val_auc=best_auc, epochs_trained=int(trainer.current_epoch))
+
+
+def _prepare_run_dir(config: TrainConfig, survey: str) -> Path:
+    if config.resume:
+        if config.run_dir is None:
+            raise LexactumError("resume needs the run folder to continue (run_dir)")
+        run_dir = Path(config.run_dir)
+        if not (run_dir / runs.LAST_CHECKPOINT).is_file():
+            raise LexactumError(f"{run_dir}: no {runs.LAST_CHECKPOINT} to resume from")
+        return run_dir
+    if config.run_dir is None:
+        return runs.new_run_dir(survey, config.network, root=config.runs_root)
+    run_dir = Path(config.run_dir)
+    if (run_dir / runs.CONFIG).exists():
+        raise LexactumError(f"{run_dir} already holds a run: resume it or choose another run folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def _check_same_split(run_dir: Path, parts: dict) -> None:
+    """A resumed run must see the same split; it changes when the dataset's objects changed."""
+    saved = runs.read_split(run_dir) if (run_dir / runs.SPLIT).is_file() else {}
+    for name, ids in parts.items():
+        if name in saved and [int(i) for i in ids] != saved[name].get("ids"):
+            raise LexactumError(f"{run_dir}: the dataset's {name} part differs from the run's {runs.SPLIT} "
+                                "(were objects added or removed?); cannot resume")
+
+
+def _same_setting(key: str, given, saved) -> bool:
+    """Whether a setting given for a resumed run equals the run's saved one (paths resolved, splits padded)."""
+    if given is None or saved is None:
+        return given is None and saved is None
+    if key in ("dataset", "test_dataset", "runs_root", "models_dir"):
+        return Path(given).expanduser().resolve() == Path(saved).expanduser().resolve()
+    if key == "split":
+        given, saved = (list(map(float, v)) + [0.0] * (3 - len(v)) for v in (given, saved))
+        return len(given) == len(saved) and bool(np.allclose(given, saved))
+    return given == saved
+
+
+def _show_progress(progress: bool | None) -> bool:
+    return not os.environ.get("LEXACTUM_NO_PROGRESS") if progress is None else bool(progress)
+
+
+def _best_val_auc(history: list[dict]) -> float:
+    values = [float(r["val_auc"]) for r in history if r.get("val_auc") not in (None, "")]
+    values = [v for v in values if not math.isnan(v)]
+    return max(values) if values else float("nan")
+
+
+def _json_float(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
