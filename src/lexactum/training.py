@@ -41,6 +41,8 @@ _QUIET_WARNINGS = (
     r".*does not have many workers.*",
     r".*The number of training batches .* is smaller than the logging interval.*",
     r".*Checkpoint directory .* exists and is not empty.*",
+    r".*overridden `on_after_batch_transfer` in `LightningModule` but have passed in a `LightningDataModule`.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r".*upsample_bilinear2d_backward_out_cuda.*",
     r".*grid_sampler_2d_backward_cuda.*",
     r".*max_pool2d_with_indices_backward_cuda.*",

@@ -88,3 +88,15 @@ def test_feature_maps_one_png_per_layer(tmp_path):
         assert_drawn(path, min_width=200)
     with pytest.raises(LexactumError, match="features.9"):
         plots.plot_feature_maps({"features.9": np.zeros((3, 3))}, np.zeros((1, 5, 5)), tmp_path)
+
+
+def test_channel_mosaic_places_stretched_tiles():
+    maps = np.arange(5 * 2 * 3, dtype=np.float32).reshape(5, 2, 3)
+    maps[4] = 7.0  # a flat channel
+    mosaic = plots.channel_mosaic(maps, gap=1)
+    assert mosaic.shape == (2 * 2 + 1, 3 * 3 + 2)  # 5 channels -> 3 columns, 2 rows
+    expected_first = (maps[0] - maps[0].min()) / np.ptp(maps[0])
+    np.testing.assert_allclose(mosaic[0:2, 0:3], expected_first[::-1])
+    np.testing.assert_allclose(mosaic[3:5, 4:7], 0.5)  # channel 4: second row, second column
+    assert np.isnan(mosaic[2]).all() and np.isnan(mosaic[:, 3]).all()  # gaps
+    assert np.isnan(mosaic[3:5, 8:11]).all()  # no sixth channel

@@ -32,7 +32,7 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--n", type=int, default=8, help="number of objects to show")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the augmentation")
     parser.add_argument("--survey", choices=("space", "ground"), default=None,
-                        help="survey of the images (default: found from the files)")
+                        help="survey of the images; found from the files when not given")
     parser.set_defaults(func=run)
 
 

@@ -44,6 +44,7 @@ from torch import nn
 from lexactum.errors import LexactumError
 
 TRANSFORMS = ("hflip", "vflip", "rot90", "translate", "scale", "shear_x", "shear_y")
+BACKENDS = ("auto", "torch", "numba")
 
 # Columns of the per-call uniform draw: inclusion (7), order keys (7), rotation, tx ty, sx sy, shear x y.
 _INCLUDE, _ORDER, _ROT, _SHIFT, _SCALE, _SHEAR = 0, 7, 14, 15, 17, 19
@@ -252,7 +253,7 @@ def apply_matrices(batch: torch.Tensor, matrices: torch.Tensor, backend: str = "
             out[exact] = F.grid_sample(batch[exact], grid[exact], mode="nearest", padding_mode="zeros",
                                        align_corners=True)
     else:
-        raise LexactumError(f"unknown augmentation backend {backend!r}: choose auto, torch or numba")
+        raise LexactumError(f"unknown augmentation backend {backend!r}: choose {', '.join(BACKENDS)}")
     if inplace and out is not batch:
         with torch.no_grad():
             batch.copy_(out)
@@ -264,17 +265,24 @@ class Augmenter(nn.Module):
     """Random seed-style augmentation of training batches: ``augmenter(batch, generator=None) -> batch``.
 
     ``batch`` is a floating tensor (N, C, H, W) on any device; the result has the same shape, dtype and
-    device. With ``enabled=False`` the batch is returned as it is.
+    device. With ``enabled=False`` the batch itself is returned. ``inplace=True`` overwrites the batch
+    instead of allocating a new one (faster on CPU; fine for a training batch used only once).
+    ``backend`` as in :func:`apply_matrices`. The module holds no parameters or buffers.
     """
 
     def __init__(self, enabled: bool = True, p: float = 0.5, translate: float = 0.1,
                  scale: tuple[float, float] = (0.75, 1.1), shear_deg: float = 20.0,
-                 transforms=TRANSFORMS):
+                 transforms=TRANSFORMS, inplace: bool = False, backend: str = "auto"):
         super().__init__()
+        transforms = (transforms,) if isinstance(transforms, str) else tuple(transforms)
         _check_params(p, translate, scale, shear_deg, transforms)
+        if backend not in BACKENDS:
+            raise LexactumError(f"unknown augmentation backend {backend!r}: choose {', '.join(BACKENDS)}")
         self.enabled = bool(enabled)
+        self.inplace = bool(inplace)
+        self.backend = backend
         self.params = dict(p=float(p), translate=float(translate), scale=tuple(float(s) for s in scale),
-                           shear_deg=float(shear_deg), transforms=tuple(transforms))
+                           shear_deg=float(shear_deg), transforms=transforms)
 
     def forward(self, batch: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         if not self.enabled:
@@ -285,7 +293,8 @@ class Augmenter(nn.Module):
         if batch.shape[0] == 0:
             return batch
         matrices = augment_matrices(batch.shape[0], generator, size=tuple(batch.shape[-2:]), **self.params)
-        return apply_matrices(batch, matrices)
+        return apply_matrices(batch, matrices, backend=self.backend, inplace=self.inplace)
 
     def extra_repr(self) -> str:
-        return f"enabled={self.enabled}, " + ", ".join(f"{k}={v}" for k, v in self.params.items())
+        settings = dict(enabled=self.enabled, **self.params, inplace=self.inplace, backend=self.backend)
+        return ", ".join(f"{key}={value}" for key, value in settings.items())

@@ -156,7 +156,7 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
         chunks = [(start, min(start + CHUNK_OBJECTS, shape[0])) for start in starts]
         n_workers = _worker_count(workers, len(chunks))
         tasks = [(str(tmp / IMAGES_FILE), shape, start, stop, dataset._band_files[start:stop], normalisation,
-                  mask_value) for start, stop in chunks]
+                  mask_value, n_workers > 1) for start, stop in chunks]
         with progress_bar(total=shape[0], desc=f"preparing {dataset.path.name}", unit="img",
                           enabled=None if progress else False) as bar:
             if n_workers <= 1:
@@ -189,14 +189,18 @@ def _prepare_chunk(task) -> int:
     """Read and normalise objects [start, stop) into the shared memmap; returns how many were written."""
     from lexactum.data.normalise import normalise
 
-    images_path, shape, start, stop, band_files, normalisation, mask_value = task
+    images_path, shape, start, stop, band_files, normalisation, mask_value, in_worker = task
+    if in_worker:  # the processes already share the cores: no threads inside each
+        import numba
+
+        numba.set_num_threads(1)
     images = np.memmap(images_path, dtype=np.float32, mode="r+", shape=tuple(shape))
     buffer = np.empty((BATCH_OBJECTS, *shape[1:]), dtype=np.float32)
     for lo in range(0, stop - start, BATCH_OBJECTS):
         files = band_files[lo:lo + BATCH_OBJECTS]
         raw = read_objects(files, out=buffer[:len(files)])
-        normalised = normalise(raw, method=normalisation, mask_value=mask_value)
-        images[start + lo:start + lo + len(files)] = normalised
+        normalise(raw, method=normalisation, mask_value=mask_value,
+                  out=images[start + lo:start + lo + len(files)])
     images.flush()
     del images
     return stop - start
@@ -207,8 +211,12 @@ def _run_parallel(tasks: list, n_workers: int, bar) -> None:
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     # forkserver: workers start from a clean interpreter, never from a copy of threads (numba, torch).
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context(method)) as pool:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["lexactum.data.cache", "lexactum.data.normalise", "lexactum.data.fits"])
+    else:
+        context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
         futures = {pool.submit(_prepare_chunk, task) for task in tasks}
         try:
             while futures:

@@ -82,7 +82,7 @@ class ChallengeDataset:
             import pandas as pd
 
             self.catalog = pd.DataFrame({"ID": self.ids})
-        self._band_files = [tuple(files[b][i] for b in range(self.survey.n_bands)) for i in kept]
+        self._band_files = list(zip(*[[band[i] for i in kept] for band in files], strict=True))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -105,16 +105,15 @@ class ChallengeDataset:
 
         Changes whenever a file is added, removed, rewritten or touched; reads no file contents.
         """
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update(f"{self.survey.name}|{self.layout}\n".encode())
-        root = str(self.path)
         paths = list(self._all_files)
         if self.catalog_path is not None:
             paths.append(str(self.catalog_path))
+        skip = len(str(self.path)) + 1  # every path lies under the root: keep the relative part
+        lines = [f"{self.survey.name}|{self.layout}"]
         for p in paths:
             st = os.stat(p)
-            digest.update(f"{os.path.relpath(p, root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        return digest.hexdigest()
+            lines.append(f"{p[skip:]}|{st.st_size}|{st.st_mtime_ns}")
+        return hashlib.blake2b("\n".join(lines).encode(), digest_size=16).hexdigest()
 
 
 def read_objects(band_files: Sequence[Sequence[str | os.PathLike]],
@@ -200,6 +199,8 @@ def _column_list(table) -> str:
 def _integer_column(path: Path, table, column) -> np.ndarray:
     import pandas as pd
 
+    if pd.api.types.is_integer_dtype(table[column]):
+        return table[column].to_numpy(dtype=np.int64)
     text = table[column].astype(str).str.strip()
     values = pd.to_numeric(text, errors="coerce")
     bad = values.isna().to_numpy() | (values.to_numpy(dtype=float, na_value=np.nan) % 1 != 0)
@@ -228,26 +229,19 @@ def _find_catalog(root: Path, survey: SurveyFormat | None) -> tuple[Path | None,
     return (root / present[0].test_catalog, "test") if present else (None, None)
 
 
-def _file_matchers(survey: SurveyFormat) -> list[tuple[str, str, int]]:
-    """(prefix, suffix, band index) of each band's file name, e.g. ('imageSDSS_R-', '.fits', 0)."""
-    matchers = []
-    for band, pattern in enumerate(survey.file_patterns):
-        prefix, suffix = pattern.split("{id}")
-        matchers.append((prefix, suffix, band))
-    return matchers
-
-
 def _scan_images(root: Path, surveys: list[SurveyFormat]) -> dict[str, list[dict[int, str]]]:
     """Per survey and band, {ID: file path} of every matching file anywhere under ``root``.
 
-    One os.scandir walk over the tree; file names are matched by prefix and suffix (no glob, no regex).
+    One os.scandir walk over the tree. A name ``<prefix><digits><suffix>`` is split by string operations
+    and looked up in a dict of the surveys' (prefix, suffix) pairs: no glob, no regex, no stat.
     """
     found = {s.name: [{} for _ in s.bands] for s in surveys}
-    by_prefix: dict[str, list[tuple[str, int, str]]] = {}
+    band_of: dict[tuple[str, str], tuple[str, int]] = {}
     for s in surveys:
-        for prefix, suffix, band in _file_matchers(s):
-            by_prefix.setdefault(prefix, []).append((suffix, band, s.name))
-    prefix_lengths = sorted({len(p) for p in by_prefix})
+        for band, pattern in enumerate(s.file_patterns):
+            prefix, suffix = pattern.split("{id}")
+            band_of[(prefix, suffix)] = (s.name, band)
+    suffixes = sorted({suffix for _, suffix in band_of})
     pending, seen = [str(root)], set()
     while pending:
         folder = pending.pop()
@@ -261,20 +255,26 @@ def _scan_images(root: Path, surveys: list[SurveyFormat]) -> dict[str, list[dict
             raise DataError(f"{folder}: cannot list folder ({exc.strerror})") from None
         for entry in entries:
             name = entry.name
-            if entry.is_dir(follow_symlinks=True):
-                pending.append(entry.path)
+            for suffix in suffixes:
+                if name.endswith(suffix):
+                    stem = name[:len(name) - len(suffix)]
+                    prefix = stem.rstrip("0123456789")
+                    match = band_of.get((prefix, suffix)) if len(prefix) < len(stem) else None
+                    if match is not None:
+                        break
+            else:
+                match = None
+            if match is None:
+                if entry.is_dir(follow_symlinks=True):
+                    pending.append(entry.path)
                 continue
-            for n in prefix_lengths:
-                for suffix, band, survey_name in by_prefix.get(name[:n], ()):
-                    digits = name[n:len(name) - len(suffix)]
-                    if name.endswith(suffix) and digits.isdigit() and digits.isascii():
-                        files = found[survey_name][band]
-                        object_id = int(digits)
-                        if object_id in files:
-                            band_name = SURVEYS[survey_name].bands[band]
-                            raise DataError(f"{entry.path}: second {band_name} file of object {object_id} "
-                                            f"(the first is {files[object_id]})")
-                        files[object_id] = entry.path
+            files = found[match[0]][match[1]]
+            object_id = int(stem[len(prefix):])
+            if object_id in files:
+                band_name = SURVEYS[match[0]].bands[match[1]]
+                raise DataError(f"{entry.path}: second {band_name} file of object {object_id} "
+                                f"(the first is {files[object_id]})")
+            files[object_id] = entry.path
     return found
 
 
@@ -298,15 +298,12 @@ def _pick_survey(root: Path, wanted: SurveyFormat | None,
 def _complete_objects(survey: SurveyFormat,
                       files: list[dict[int, str]]) -> tuple[list[int], list[tuple[int, Path]]]:
     """Sorted IDs that have every band file, and (ID, expected path) of each missing band file."""
-    all_ids = set().union(*files)
-    complete, missing = [], []
-    for object_id in sorted(all_ids):
+    complete = set(files[0]).intersection(*files[1:])
+    missing = []
+    for object_id in sorted(set().union(*files) - complete):
         absent = [b for b in range(survey.n_bands) if object_id not in files[b]]
-        if not absent:
-            complete.append(object_id)
-            continue
-        present = Path(next(files[b][object_id] for b in range(survey.n_bands) if b not in absent))
         band_present = next(b for b in range(survey.n_bands) if b not in absent)
+        present = Path(files[band_present][object_id])
         for b in absent:
             name = survey.file_patterns[b].format(id=object_id)
             if present.parent.name == survey.band_folders[band_present]:
@@ -314,4 +311,4 @@ def _complete_objects(survey: SurveyFormat,
             else:
                 expected = present.parent / name
             missing.append((object_id, expected))
-    return complete, missing
+    return sorted(complete), missing

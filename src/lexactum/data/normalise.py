@@ -93,9 +93,78 @@ def _sort_float32(values, keys, spare, counts):
         bits[i] = (k - 0x80000000) if k >= 0x80000000 else (0xFFFFFFFF - k)
 
 
+@njit(cache=True, fastmath={"reassoc", "contract", "nsz", "arcp"})
+def _fit_with_rejection(y, x, good, prefix, minpix, ngrow, krej, max_iterations):
+    """ZScale's iterative line fit to the sorted samples ``y`` (x = rank): returns (slope of the last fit,
+    number of good samples left, whether any fit was made).
+
+    Branch-free passes with 0/1 weights and reassociation allowed, so that LLVM vectorises them; the sums
+    differ from numpy's only in rounding order. ``good`` (float64) and ``prefix`` (int64, len n + 1) are
+    scratch space.
+    """
+    npix = y.size
+    before = ngrow // 2  # numpy.convolve(bad, ones(ngrow), "same") spreads sample j to
+    after = (ngrow - 1) // 2  # j - after .. j + before, i.e. sample i looks at [i - before, i + after]
+    for i in range(npix):
+        good[i] = 1.0
+    ngood = npix
+    last_ngood = npix + 1
+    slope = 0.0
+    fitted = False
+    for _ in range(max_iterations):
+        if ngood >= last_ngood or ngood < minpix:
+            break
+        sum_x = 0.0
+        sum_y = 0.0
+        sum_xx = 0.0
+        sum_xy = 0.0
+        for i in range(npix):
+            weight = good[i]
+            sum_x += weight * x[i]
+            sum_y += weight * y[i]
+            sum_xx += weight * x[i] * x[i]
+            sum_xy += weight * x[i] * y[i]
+        x_mean = sum_x / ngood
+        y_mean = sum_y / ngood
+        sxx = sum_xx - ngood * x_mean * x_mean
+        slope = (sum_xy - ngood * x_mean * y_mean) / sxx if sxx > 0 else 0.0
+        intercept = y_mean - slope * x_mean
+        fitted = True
+        sum_f = 0.0
+        sum_ff = 0.0
+        for i in range(npix):
+            weighted = good[i] * (y[i] - (slope * x[i] + intercept))
+            sum_f += weighted
+            sum_ff += weighted * weighted
+        mean_f = sum_f / ngood
+        threshold = krej * np.sqrt(max(sum_ff / ngood - mean_f * mean_f, 0.0))
+        # rejected samples (old and new) as a running count, then dilation as a window difference
+        prefix[0] = 0
+        for i in range(npix):
+            flat = y[i] - (slope * x[i] + intercept)
+            prefix[i + 1] = prefix[i] + ((good[i] == 0.0) | (flat < -threshold) | (flat > threshold))
+        last_ngood = ngood
+        ngood = 0
+        inner_start = min(before, npix)
+        inner_stop = max(inner_start, npix - after - 1)
+        for i in range(inner_start):  # windows clipped at the start
+            clean = prefix[min(i + after + 1, npix)] == prefix[0]
+            good[i] = 1.0 if clean else 0.0
+            ngood += clean
+        for i in range(inner_start, inner_stop):
+            clean = prefix[i + after + 1] == prefix[i - before]
+            good[i] = 1.0 if clean else 0.0
+            ngood += clean
+        for i in range(inner_stop, npix):  # windows clipped at the end
+            clean = prefix[npix] == prefix[max(i - before, 0)]
+            good[i] = 1.0 if clean else 0.0
+            ngood += clean
+    return slope, ngood, fitted
+
+
 @njit(cache=True)
-def _zscale_limits_one(image, samples, bad, grown, keys, spare, counts, n_samples, contrast, max_reject,
-                       min_npixels, krej, max_iterations):
+def _zscale_limits_one(image, samples, relative, ranks, good, prefix, keys, spare, counts, n_samples,
+                       contrast, max_reject, min_npixels, krej, max_iterations):
     """(vmin, vmax) of one flattened image; NaN, NaN when it has no finite pixel."""
     n_finite = 0
     for i in range(image.size):
@@ -128,68 +197,11 @@ def _zscale_limits_one(image, samples, bad, grown, keys, spare, counts, n_sample
 
     minpix = max(min_npixels, int(npix * max_reject))
     ngrow = max(1, int(npix * 0.01))
-    before = ngrow // 2  # the dilation window of pixel i is [i - before, i + after]
-    after = (ngrow - 1) // 2
+    y_ref = np.float64(sorted_samples[npix // 2])  # fit y - y_ref, against cancellation in the sums
     for i in range(npix):
-        bad[i] = False
-    ngood = npix
-    last_ngood = npix + 1
-    slope = 0.0
-    fitted = False
-    for _ in range(max_iterations):
-        if ngood >= last_ngood or ngood < minpix:
-            break
-        # least-squares line through the good samples, centred sums in float64
-        x_mean = 0.0
-        y_mean = 0.0
-        for i in range(npix):
-            if not bad[i]:
-                x_mean += i
-                y_mean += sorted_samples[i]
-        x_mean /= ngood
-        y_mean /= ngood
-        sxy = 0.0
-        sxx = 0.0
-        for i in range(npix):
-            if not bad[i]:
-                dx = i - x_mean
-                sxy += dx * (sorted_samples[i] - y_mean)
-                sxx += dx * dx
-        slope = sxy / sxx if sxx > 0 else 0.0
-        intercept = y_mean - slope * x_mean
-        fitted = True
-        # standard deviation of the residuals of the good samples
-        flat_mean = 0.0
-        for i in range(npix):
-            if not bad[i]:
-                flat_mean += sorted_samples[i] - (slope * i + intercept)
-        flat_mean /= ngood
-        flat_var = 0.0
-        for i in range(npix):
-            if not bad[i]:
-                d = sorted_samples[i] - (slope * i + intercept) - flat_mean
-                flat_var += d * d
-        threshold = krej * np.sqrt(flat_var / ngood)
-        for i in range(npix):
-            flat = sorted_samples[i] - (slope * i + intercept)
-            if flat < -threshold or flat > threshold:
-                bad[i] = True
-        # dilation with a running count of bad samples inside the window
-        in_window = 0
-        for i in range(min(after, npix - 1) + 1):
-            in_window += bad[i]
-        for i in range(npix):
-            grown[i] = in_window > 0
-            if i + after + 1 < npix:
-                in_window += bad[i + after + 1]
-            if i - before >= 0:
-                in_window -= bad[i - before]
-        last_ngood = ngood
-        ngood = 0
-        for i in range(npix):
-            bad[i] = grown[i]
-            ngood += not grown[i]
-
+        relative[i] = sorted_samples[i] - y_ref
+    slope, ngood, fitted = _fit_with_rejection(relative[:npix], ranks, good, prefix, minpix, ngrow, krej,
+                                               max_iterations)
     if fitted and ngood >= minpix:
         if contrast > 0:
             slope = slope / contrast
@@ -205,18 +217,21 @@ def _zscale_limits_one(image, samples, bad, grown, keys, spare, counts, n_sample
 
 @njit(cache=True)
 def _scale_one(image, out, vmin, vmax):
-    """(image - vmin) / (vmax - vmin) clipped to [0, 1] as astropy does it (float32 subtraction);
-    non-finite pixels and degenerate intervals give 0."""
+    """(image - vmin) / (vmax - vmin) clipped to [0, 1], with astropy's float32 subtraction (the division
+    becomes a float32 multiplication, within 1 ulp, so the loop vectorises); non-finite pixels and
+    degenerate intervals give 0."""
     span = vmax - vmin
-    usable = span > 0
-    vmin32 = np.float32(vmin) if usable else np.float32(0.0)
+    if not span > 0:
+        out[:] = 0.0
+        return
+    vmin32 = np.float32(vmin)
+    inverse = np.float32(1.0 / span)
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
     for i in range(image.size):
         value = image[i]
-        if usable and np.isfinite(value):
-            scaled = np.float64(value - vmin32) / span
-            out[i] = min(max(scaled, 0.0), 1.0)
-        else:
-            out[i] = 0.0
+        scaled = min(max((value - vmin32) * inverse, zero), one)
+        out[i] = scaled if value - value == zero else zero
 
 
 @njit(cache=True, parallel=True)
@@ -229,14 +244,17 @@ def _zscale_batch(images, out, limits, scale, n_chunks, n_samples, contrast, max
     n_images = images.shape[0]
     for chunk in prange(n_chunks):
         samples = np.empty(n_samples, dtype=np.float32)
-        bad = np.empty(n_samples, dtype=np.bool_)
-        grown = np.empty(n_samples, dtype=np.bool_)
+        relative = np.empty(n_samples, dtype=np.float64)
+        ranks = np.arange(n_samples, dtype=np.float64)
+        good = np.empty(n_samples, dtype=np.float64)
+        prefix = np.empty(n_samples + 1, dtype=np.int64)
         keys = np.empty(n_samples, dtype=np.uint32)
         spare = np.empty(n_samples, dtype=np.uint32)
         counts = np.empty((4, 256), dtype=np.int64)
         for m in range(chunk * n_images // n_chunks, (chunk + 1) * n_images // n_chunks):
-            vmin, vmax = _zscale_limits_one(images[m], samples, bad, grown, keys, spare, counts, n_samples,
-                                            contrast, max_reject, min_npixels, krej, max_iterations)
+            vmin, vmax = _zscale_limits_one(images[m], samples, relative, ranks, good, prefix, keys, spare,
+                                            counts, n_samples, contrast, max_reject, min_npixels, krej,
+                                            max_iterations)
             limits[m, 0] = vmin
             limits[m, 1] = vmax
             if scale:

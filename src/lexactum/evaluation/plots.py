@@ -178,12 +178,34 @@ def _file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "layer"
 
 
+def channel_mosaic(maps: np.ndarray, gap: int = 1) -> np.ndarray:
+    """(C, H, W) channels tiled row by row into one 2-D array, each stretched to [0, 1], NaN between tiles.
+
+    Meant for ``imshow`` with the default origin (first channel top left); each tile is flipped so that it
+    appears like the input drawn with ``origin="lower"``. One image instead of one axis per channel keeps
+    drawing a 64-channel layer fast.
+    """
+    n, height, width = maps.shape
+    ncols = math.ceil(math.sqrt(n))
+    nrows = math.ceil(n / ncols)
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    stretched = np.where(span > 0, (maps - low) / np.where(span > 0, span, 1), 0.5)
+    mosaic = np.full((nrows * (height + gap) - gap, ncols * (width + gap) - gap), np.nan, dtype=np.float32)
+    for c in range(n):
+        row, col = divmod(c, ncols)
+        y, x = row * (height + gap), col * (width + gap)
+        mosaic[y:y + height, x:x + width] = stretched[c][::-1]  # each tile drawn with row 0 at the bottom
+    return mosaic
+
+
 def plot_feature_maps(activations: Mapping[str, np.ndarray], input_image, out_dir: str | os.PathLike,
                       max_channels: int = 64) -> list[Path]:
     """One PNG per layer: the input image first, then a grid of that layer's channels, titled by the layer.
 
     ``activations`` maps layer names to (C, H, W) outputs in network order; at most ``max_channels``
-    channels are drawn per layer. Files are ``NN_<layer name>.png``.
+    channels are drawn per layer (row by row, each stretched to its own range). Files are
+    ``NN_<layer name>.png``.
     """
     out_dir = Path(out_dir)
     plt = _pyplot()
@@ -193,19 +215,20 @@ def plot_feature_maps(activations: Mapping[str, np.ndarray], input_image, out_di
         maps = np.asarray(maps, dtype=np.float32)
         if maps.ndim != 3:
             raise LexactumError(f"activation of layer {name!r} must be (C, H, W), got shape {maps.shape}")
-        shown = maps[:max_channels]
-        ncols = math.ceil(math.sqrt(len(shown) + 1))
-        nrows = math.ceil((len(shown) + 1) / ncols)
-        fig, axes = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 1.8 * nrows + 0.6), squeeze=False)
-        for axis in axes.flat:
+        shown = np.nan_to_num(maps[:max_channels])
+        mosaic = channel_mosaic(shown)
+        fig, (input_ax, maps_ax) = plt.subplots(
+            1, 2, figsize=(10, 5.4), gridspec_kw={"width_ratios": [1, 2]})
+        input_ax.imshow(input_shown, cmap=input_cmap, origin="lower", vmin=0, vmax=1)
+        input_ax.set_title("input image")
+        cmap = plt.get_cmap("viridis").copy()
+        cmap.set_bad("white")
+        maps_ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+        suffix = f", first {len(shown)}" if len(shown) < len(maps) else ""
+        maps_ax.set_title(f"{len(maps)} channels of {maps.shape[1]}x{maps.shape[2]}{suffix}")
+        for axis in (input_ax, maps_ax):
             axis.axis("off")
-        axes.flat[0].imshow(input_shown, cmap=input_cmap, origin="lower", vmin=0, vmax=1)
-        axes.flat[0].set_title("input", fontsize=8)
-        for c, channel in enumerate(shown, start=1):
-            axes.flat[c].imshow(channel, cmap="viridis", origin="lower")
-            axes.flat[c].set_title(f"{c - 1}", fontsize=7)
-        suffix = f", first {len(shown)} of {len(maps)} channels" if len(shown) < len(maps) else ""
-        fig.suptitle(f"{name}  ({len(maps)}x{maps.shape[1]}x{maps.shape[2]}{suffix})")
+        fig.suptitle(name, fontsize=14)
         fig.tight_layout()
         paths.append(save_figure(fig, out_dir / f"{index:02d}_{_file_stem(name)}.png"))
     return paths

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lexactum.errors import ModelFileError
+from lexactum.models.blocks import INPUT_SIZE, ResidualBlock
+from lexactum.models.registry import BUILTIN_MODULES
 
 if TYPE_CHECKING:
     from torch import nn
 
-#: The seed's networks, in the order the seed lists them.
-SEED_NETWORKS = ("cas_swinburne", "lastro_epfl", "cmu_deeplens", "wsi_net", "lens_flow", "lens_finder")
-INPUT_SIZE = 101
-SURVEY_BY_BANDS = {1: "space", 4: "ground"}
+#: The seed's networks, in the order the seed lists them (our built-in networks are exactly these).
+SEED_NETWORKS = BUILTIN_MODULES
 
 #: Keras activation names (built into Keras, no code needed); anything else is a custom object.
 _KERAS_ACTIVATIONS = {
@@ -271,8 +271,7 @@ def _params(kind: str, class_name: str, config: dict, name: str) -> tuple:
                   "use_bias": bool(get("use_bias", True))}
     elif kind == "BatchNormalization":
         axis = get("axis", -1)
-        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
-        params = {"axis": "channels" if axis in (-1, 1, 3) else axis}
+        params = {"axis": axis[0] if isinstance(axis, list) and len(axis) == 1 else axis}  # see signature()
         if not get("center", True) or not get("scale", True):
             params.update(center=bool(get("center", True)), scale=bool(get("scale", True)))
     elif kind in ("MaxPooling2D", "AveragePooling2D"):
@@ -298,7 +297,16 @@ def _params(kind: str, class_name: str, config: dict, name: str) -> tuple:
     data_format = get("data_format")
     if data_format not in (None, "channels_last"):
         params["data_format"] = data_format
-    return tuple(params.items())
+    return _frozen(params)
+
+
+def _frozen(value):
+    """JSON data made hashable (signatures are compared and matched as sequences)."""
+    if isinstance(value, dict):
+        return tuple((str(k), _frozen(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 def _inbound_names(nodes, name: str) -> tuple[str, ...]:
@@ -394,6 +402,9 @@ def computation_order(layers: list[KerasLayer], source: str = "model_config") ->
             if parent not in by_name:
                 raise ModelFileError(f"{source}: layer {layer.name!r} reads {parent!r}, which is not a layer")
             consumed.add(parent)
+    for layer in layers:
+        if not layer.inputs and layer.kind != "Input":
+            raise ModelFileError(f"{source}: layer {layer.name!r} reads no other layer (no inbound_nodes)")
     outputs = [layer.name for layer in layers if layer.name not in consumed]
     inputs = [layer.name for layer in layers if layer.kind == "Input"]
     if len(outputs) != 1 or len(inputs) != 1:
@@ -461,10 +472,23 @@ def _show(value) -> str:
 
 
 def signature(ordered: list[KerasLayer]) -> list[SignatureEntry]:
-    """The canonical description of a model: one entry per layer in computation order."""
+    """The canonical description of a model: one entry per layer in computation order.
+
+    A batch normalisation's axis is recorded as ``channels`` when it is the last axis of its input
+    (Keras writes -1, 3 or [3] for images and 1 or [1] after a dense layer, depending on the version).
+    """
     index = {layer.name: i for i, layer in enumerate(ordered)}
-    return [SignatureEntry(layer.kind, layer.params, tuple(i - index[p] for p in layer.inputs))
-            for i, layer in enumerate(ordered)]
+    rank: dict[str, int] = {}  # tensor rank, batch included
+    entries = []
+    for i, layer in enumerate(ordered):
+        rank[layer.name] = 4 if not layer.inputs else 2 if layer.kind == "Flatten" else rank[layer.inputs[0]]
+        params = layer.params
+        if layer.kind == "BatchNormalization":
+            axis = dict(params)["axis"]
+            last = isinstance(axis, int) and axis % rank[layer.name] == rank[layer.name] - 1
+            params = tuple((k, "channels" if k == "axis" and last else v) for k, v in params)
+        entries.append(SignatureEntry(layer.kind, params, tuple(i - index[p] for p in layer.inputs)))
+    return entries
 
 
 @functools.cache
@@ -549,7 +573,11 @@ def _layer_weights(weights_root, layer: KerasLayer, source: str) -> dict[str, An
         role = weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
         if weight_name not in group:
             raise ModelFileError(f"{source}: weight {weight_name!r} of layer {layer.name!r} is missing")
-        arrays[role] = np.asarray(group[weight_name], dtype=np.float32)
+        try:
+            arrays[role] = np.asarray(group[weight_name], dtype=np.float32)
+        except (TypeError, ValueError, AttributeError):
+            raise ModelFileError(f"{source}: weight {weight_name!r} of layer {layer.name!r} is not an array "
+                                 "of numbers") from None
     for role in _WEIGHT_ROLES[layer.kind]:
         if role == "bias" and not dict(layer.params).get("use_bias", True):
             continue
@@ -564,7 +592,7 @@ def _torch_layers(module: nn.Module) -> list[nn.Module]:
 
     if isinstance(module, nn.Conv2d | nn.Linear | nn.BatchNorm1d | nn.BatchNorm2d):
         return [module]
-    if all(hasattr(module, a) for a in ("bn0", "shortcut", "conv1", "bn1", "conv2", "bn2", "conv3")):
+    if isinstance(module, ResidualBlock):
         parts = [module.bn0, module.shortcut, module.conv1, module.bn1, module.conv2, module.bn2, module.conv3]
         return [leaf for part in parts if part is not None for leaf in _torch_layers(part)]
     return [leaf for child in module.children() for leaf in _torch_layers(child)]
@@ -619,6 +647,7 @@ def _copy_weights(target: nn.Module, layer: KerasLayer, arrays: dict, flatten_in
             _check_shape(arrays[role], tuple(tensor.shape), layer, role, source)
             put(tensor, arrays[role])
         target.eps = float(layer.config.get("epsilon", 1e-3))  # Keras's epsilon, whatever ours defaults to
+        target.momentum = 1.0 - float(layer.config.get("momentum", 0.99))  # in case training continues
         return
     if target.bias is not None:
         if "bias" not in arrays:
@@ -662,6 +691,9 @@ def load_keras_model(path: str | os.PathLike) -> nn.Module:
     """
     import torch
 
+    from lexactum.data.surveys import SURVEYS
+    from lexactum.models import create_model
+
     path = Path(path)
     source = str(path)
     with _open_h5(path) as handle:
@@ -673,16 +705,14 @@ def load_keras_model(path: str | os.PathLike) -> nn.Module:
                 raise ModelFileError(f"{source}: input shape {tuple(input_shape[1:])} is not "
                                      f"{INPUT_SIZE}x{INPUT_SIZE}xC (the challenge's cutouts)")
             in_channels = input_shape[3]
-            if in_channels not in SURVEY_BY_BANDS:
-                raise ModelFileError(f"{source}: the model takes {in_channels} bands; the seed's networks "
+            surveys = [survey.name for survey in SURVEYS.values() if survey.n_bands == in_channels]
+            if not surveys:
+                raise ModelFileError(f"{source}: the model takes {in_channels!r} bands; the seed's networks "
                                      "take 1 (space) or 4 (ground)")
             network = identify_network(ordered, source)
             shapes = infer_shapes(ordered, input_shape, source)
             keras_version = _text(handle.attrs.get("keras_version", "unknown"))
             weights_root = handle["model_weights"] if "model_weights" in handle else handle
-
-            from lexactum.models import create_model
-
             model = create_model(network, in_channels)
             targets = _torch_layers(model)
             weighted = [layer for layer in ordered if layer.kind in _WEIGHT_ROLES]
@@ -698,7 +728,7 @@ def load_keras_model(path: str | os.PathLike) -> nn.Module:
     model.eval()
     model.metadata = {
         "network": network,
-        "survey": SURVEY_BY_BANDS[in_channels],
+        "survey": surveys[0],
         "in_channels": in_channels,
         "input_size": INPUT_SIZE,
         "source": source,
@@ -724,10 +754,10 @@ def convert_keras_file(source: str | os.PathLike, out: str | os.PathLike | None 
 
     source = Path(source)
     out = source.with_suffix(".safetensors") if out is None else Path(out)
+    if out.suffix.lower() == ".h5":
+        raise ModelFileError(f"{out}: the output is a safetensors file and must not end in .h5")
     if out.exists() and not overwrite:
         raise ModelFileError(f"{out}: already exists (pass --overwrite to replace it)")
-    if out.resolve() == source.resolve():
-        raise ModelFileError(f"{out}: the output would replace the input .h5 file")
     model = load_keras_model(source)
     metadata = {**model.metadata, "source": str(source), "source_sha256": file_sha256(source),
                 "converted_from": "keras_h5"}

@@ -53,19 +53,6 @@ def catalog_row(physics: SurveyPhysics, fld: scene.Field, object_id: int) -> dic
     return row
 
 
-def simulated_lens_quantities(physics: SurveyPhysics, n: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """The three quantities of ``n`` simulated lenses (source rendered, no noise, no full image)."""
-    values = {q: np.empty(n) for q in QUANTITIES}
-    for i in range(n):
-        rng = np.random.default_rng(np.random.SeedSequence([seed, i, 7]))
-        fld = scene.draw_field(physics, rng, is_lens=True)
-        row = lens_quantities(physics, fld)
-        values["einstein_radius"][i] = fld.theta_e
-        values["pixels"][i] = row["numb_pix_lensed_image"]
-        values["flux"][i] = row["flux_lensed_image_in_sigma"]
-    return values
-
-
 def read_training_key(path: str | Path) -> dict[str, np.ndarray]:
     """The lenses' quantities from a real ``classifications.csv`` (quoted header, CRLF and rounding accepted)."""
     path = Path(path)
@@ -142,3 +129,55 @@ def format_comparison(survey: str, comparison: dict[str, dict], n: int) -> str:
             ks = f"  {entry['ks']:.3f}" if which == "simulated" else ""
             lines.append(f"{LABELS[q] + ' ' + which:32} {values}{ks}")
     return "\n".join(lines)
+
+
+def _lens_quantities_task(task: tuple) -> tuple[float, int, float]:
+    physics, seed, index = task
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index, 7]))
+    fld = scene.draw_field(physics, rng, is_lens=True)
+    row = lens_quantities(physics, fld)
+    return fld.theta_e, row["numb_pix_lensed_image"], row["flux_lensed_image_in_sigma"]
+
+
+def simulated_lens_quantities(physics: SurveyPhysics, n: int, seed: int = 0, workers: int = 1,
+                              progress: bool = False) -> dict[str, np.ndarray]:
+    """The three quantities of ``n`` simulated lenses (lensed source rendered, no noise, no full image)."""
+    from lexactum.progress import progress as progress_bar
+
+    tasks = [(physics, seed, i) for i in range(n)]
+    pool = None
+    if workers > 1 and n > 1:
+        import multiprocessing
+
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        if method == "fork":
+            scene.warm_up(physics)
+        pool = multiprocessing.get_context(method).Pool(min(workers, n))
+        results = pool.imap(_lens_quantities_task, tasks, chunksize=max(1, min(16, n // (4 * workers))))
+    else:
+        results = map(_lens_quantities_task, tasks)
+    try:
+        values = list(progress_bar(results, total=n, desc=f"{physics.name} lens quantities", unit="lens",
+                                   enabled=None if progress else False))
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    array = np.asarray(values, dtype=float).reshape(n, 3)
+    return dict(zip(QUANTITIES, array.T, strict=True))
+
+
+def preview_png(dataset_root: str | Path, path: str | Path, per_class: int = 8) -> Path:
+    """A PNG grid of the first ``per_class`` lenses (top) and non-lenses of a dataset (ZScale; ground in colour)."""
+    from lexactum.data.layouts import ChallengeDataset
+    from lexactum.data.normalise import normalise
+    from lexactum.evaluation.plots import image_grid
+
+    dataset = ChallengeDataset(dataset_root)
+    chosen = [i for label in (1, 0) for i in np.flatnonzero(dataset.labels == label)[:per_class]]
+    if not chosen:
+        raise DataError(f"{dataset_root}: no object to show")
+    images = np.stack([dataset.read(int(i)) for i in chosen])
+    shown = normalise(images, "zscale", mask_value=dataset.survey.mask_value)
+    titles = [f"{dataset.ids[i]} {'lens' if dataset.labels[i] == 1 else 'non-lens'}" for i in chosen]
+    return image_grid(shown, path, titles=titles, ncols=per_class)

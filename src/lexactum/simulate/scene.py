@@ -11,7 +11,7 @@ once for all bands instead of once per band.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -90,7 +90,8 @@ def draw_mass(physics: SurveyPhysics, rng: np.random.Generator) -> tuple[float, 
     gphi = rng.uniform(0.0, np.pi)
     kwargs = [
         {"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": float(centre[0]), "center_y": float(centre[1])},
-        {"gamma1": float(gamma * np.cos(2 * gphi)), "gamma2": float(gamma * np.sin(2 * gphi)), "ra_0": 0.0, "dec_0": 0.0},
+        {"gamma1": float(gamma * np.cos(2 * gphi)), "gamma2": float(gamma * np.sin(2 * gphi)),
+         "ra_0": 0.0, "dec_0": 0.0},
     ]
     return theta_e, kwargs, phi
 
@@ -162,7 +163,8 @@ def draw_neighbours(physics: SurveyPhysics, rng: np.random.Generator) -> list[Co
                            for lc, sc in zip(physics.lens_colour, physics.source_colour, strict=True))
             kwargs = {"R_sersic": float(10 ** rng.uniform(-0.7, 0.1)), "n_sersic": float(rng.uniform(0.8, 4.0)),
                       "e1": e1, "e2": e2, "center_x": x, "center_y": y}
-            components.append(Component("SERSIC_ELLIPSE", kwargs, band_fluxes(physics, rng.uniform(19.5, 24.5), colour)))
+            fluxes = band_fluxes(physics, rng.uniform(19.5, 24.5), colour)
+            components.append(Component("SERSIC_ELLIPSE", kwargs, fluxes))
     if rng.random() < physics.star_share:
         for _ in range(int(rng.integers(1, 3))):
             x, y = position()
@@ -213,21 +215,21 @@ def draw_field(physics: SurveyPhysics, rng: np.random.Generator, is_lens: bool) 
 
 # ----------------------------------------------------------------------------------------------- render
 
-@lru_cache(maxsize=None)
+@cache
 def _light_model(name: str):
     from lenstronomy.LightModel.light_model import LightModel
 
     return LightModel([name])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lens_model():
     from lenstronomy.LensModel.lens_model import LensModel
 
     return LensModel(["SIE", "SHEAR"])
 
 
-@lru_cache(maxsize=None)
+@cache
 def pixel_grid(pixel_scale: float, size: int = IMAGE_SIZE, supersampling: int = SUPERSAMPLING):
     """Flattened (x, y) arcsec coordinates of the sub-pixel centres; pixel (row, col) = (y, x)."""
     sub = ((np.arange(size * supersampling) + 0.5) / supersampling - 0.5 - (size - 1) / 2.0) * pixel_scale
@@ -235,7 +237,7 @@ def pixel_grid(pixel_scale: float, size: int = IMAGE_SIZE, supersampling: int = 
     return x.ravel(), y.ravel()
 
 
-@lru_cache(maxsize=None)
+@cache
 def psf_kernel(fwhm: float, pixel_scale: float) -> np.ndarray:
     """lenstronomy's Gaussian PSF kernel (normalised, truncated at 5 sigma)."""
     from lenstronomy.Data.psf import PSF
@@ -243,15 +245,14 @@ def psf_kernel(fwhm: float, pixel_scale: float) -> np.ndarray:
     return PSF(psf_type="GAUSSIAN", fwhm=fwhm, pixel_size=pixel_scale, truncation=5).kernel_point_source
 
 
-def unit_image(component: Component, physics: SurveyPhysics, kwargs_lens: list[dict]) -> np.ndarray:
-    """(H, W) flux per pixel of ``component`` with total (unlensed) flux 1, before the PSF."""
-    x, y = pixel_grid(physics.pixel_scale)
-    if component.lensed:
-        x, y = _lens_model().ray_shooting(x, y, kwargs_lens)
+def unit_image(component: Component, physics: SurveyPhysics, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(H, W) flux per pixel of ``component`` with total (unlensed) flux 1, before the PSF.
+
+    ``x, y`` are the sub-pixel coordinates of :func:`pixel_grid`, already ray-shot for a lensed component.
+    """
     model = _light_model(component.model)
     kwargs = dict(component.kwargs, amp=1.0)
-    amp = 1.0 / model.total_flux([kwargs], norm=True)[0]
-    kwargs["amp"] = amp
+    kwargs["amp"] = 1.0 / model.total_flux([kwargs], norm=True)[0]
     s, n = SUPERSAMPLING, IMAGE_SIZE
     surface = model.surface_brightness(x, y, [kwargs]).reshape(n, s, n, s).mean(axis=(1, 3))
     return surface * physics.pixel_scale**2
@@ -268,10 +269,14 @@ def noise_free_bands(physics: SurveyPhysics, fld: Field, lensed_only: bool = Fal
     """(C, H, W) float64 noise-free image (PSF-convolved) of the field, or of its lensed source only."""
     bands = tuple(range(physics.n_bands)) if bands is None else bands
     out = np.zeros((len(bands), IMAGE_SIZE, IMAGE_SIZE))
+    x, y = pixel_grid(physics.pixel_scale)
+    source_plane = None  # ray-shot once for all lensed components
     for component in fld.components:
         if lensed_only and not component.lensed:
             continue
-        unit = unit_image(component, physics, fld.kwargs_lens)
+        if component.lensed and source_plane is None:
+            source_plane = _lens_model().ray_shooting(x, y, fld.kwargs_lens)
+        unit = unit_image(component, physics, *(source_plane if component.lensed else (x, y)))
         for i, b in enumerate(bands):
             out[i] += component.flux[b] * unit
     for i, b in enumerate(bands):
@@ -288,3 +293,12 @@ def render_field(physics: SurveyPhysics, fld: Field, rng: np.random.Generator) -
     for band, pixels in fld.masks:
         image[band].flat[pixels] = physics.mask_value
     return image
+
+
+def warm_up(physics: SurveyPhysics) -> None:
+    """Import and build everything rendering needs, so that forked workers start ready (imports take seconds)."""
+    rng = np.random.default_rng(0)
+    fld = draw_field(physics, rng, is_lens=True)
+    fld.components.append(Component("GAUSSIAN", {"sigma": 0.1, "center_x": 0.0, "center_y": 0.0},
+                                    (1.0,) * physics.n_bands))
+    render_field(physics, fld, rng)

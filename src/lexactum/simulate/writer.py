@@ -7,8 +7,10 @@ Both layouts (see docs/challenge-data.md): the training layout (``Data.k/Public/
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,8 @@ def band_paths(root: Path, survey: SurveyFormat, layout: str, index: int, object
                per_folder: int = OBJECTS_PER_FOLDER) -> list[Path]:
     """Where each band file of an object goes, in channel order."""
     base = Path(root) / object_folder(survey, layout, index, per_folder) / "Public"
-    return [base / folder / name for folder, name in zip(survey.band_folders, survey.file_names(object_id), strict=True)]
+    names = survey.file_names(object_id)
+    return [base / folder / name for folder, name in zip(survey.band_folders, names, strict=True)]
 
 
 def fits_header_bytes(survey: SurveyFormat, ra: float = 0.0, dec: float = 0.0) -> bytes:
@@ -120,3 +123,196 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------ simulated datasets
+
+MANIFEST = ".lexactum-simulate.json"
+ROWS_JOURNAL = ".lexactum-simulate-rows.jsonl"
+REPORT_PNG = "simulation-report.png"
+#: Bumped when the simulator's output for a given seed changes, so that a resume never mixes versions.
+SIMULATOR_VERSION = 1
+TEST_COLUMNS = ("ID", "no_source", "Einstein_radius", "Einstein_area", "z_lens", "z_source", "mag_lens",
+                "mag_source", "numb_pix_lensed_image", "flux_lensed_image_in_sigma", "noise_factor", "n_masked")
+TEST_COMMENTS = (
+    "simulated by lexactum.simulate (lenstronomy SIE+shear, Sersic lens and source light, clumps, neighbours)",
+    "ID: object ID (files imageEUC_VIS-ID.fits / imageSDSS_<band>-ID.fits)",
+    "no_source: 1 when no lensed source is in the image (not a lens), 0 for a lens",
+    "Einstein_radius: arcsec; Einstein_area: pi Einstein_radius^2 in steradians",
+    "z_lens, z_source: redshifts (-1 without a source); mag_lens, mag_source: AB magnitudes in the first band",
+    "numb_pix_lensed_image: pixels of the noise-free lensed source above 1 sigma of the noise (first band)",
+    "flux_lensed_image_in_sigma: flux of those pixels in units of sigma",
+    "noise_factor: noise sigma over the survey's median; n_masked: masked pixels (value 100) over all bands",
+)
+_DATASET_PATTERNS = ("Data.*", "Data_EuclidBig.*", "Data_KiDS_Big.*", TRAINING_CATALOG, "*_image_catalog.csv",
+                     MANIFEST, ROWS_JOURNAL, REPORT_PNG)
+
+
+def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test", seed: int = 0,
+                     lens_fraction: float | None = None, workers: int | None = None, overwrite: bool = False,
+                     progress: bool = True, per_folder: int = OBJECTS_PER_FOLDER) -> Path:
+    """Simulate ``n`` objects of ``survey`` in the challenge's ``layout`` under ``out``; returns ``out``.
+
+    Objects are drawn from per-object seeds, so the bytes do not depend on ``workers``. A killed run
+    continues where it stopped when called again with the same parameters (a manifest records them);
+    different parameters are refused unless ``overwrite``. The catalog is written last.
+    """
+    from lexactum.data.surveys import get_survey
+    from lexactum.errors import LexactumError
+    from lexactum.simulate.presets import get_preset
+
+    fmt, physics = get_survey(survey), get_preset(survey)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise LexactumError(f"--n must be a positive number of objects, got {n!r}")
+    if layout not in ("train", "test"):
+        raise LexactumError(f"unknown layout {layout!r}: choose train or test")
+    if lens_fraction is None:
+        lens_fraction = physics.default_lens_fraction(layout)
+    if not 0.0 <= float(lens_fraction) <= 1.0:
+        raise LexactumError(f"lens fraction must lie in [0, 1], got {lens_fraction!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise LexactumError(f"--seed must be a non-negative integer, got {seed!r}")
+    workers = (os.cpu_count() or 1) if workers is None else int(workers)
+    if workers < 1:
+        raise LexactumError(f"--workers must be at least 1, got {workers}")
+    out = Path(out)
+    params = {"simulator_version": SIMULATOR_VERSION, "survey": fmt.name, "layout": layout, "n": int(n),
+              "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder)}
+    _prepare_output(out, params, overwrite)
+    _write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=False), indent=1) + "\n")
+
+    rows = _read_journal(out / ROWS_JOURNAL)
+    todo = [i for i in range(n) if 100_000 + i not in rows
+            or not all(p.is_file() for p in band_paths(out, fmt, layout, i, 100_000 + i, per_folder))]
+    tasks = [(str(out), fmt.name, layout, int(seed), float(lens_fraction), int(per_folder), i) for i in todo]
+    from lexactum.progress import progress as progress_bar
+
+    with open(out / ROWS_JOURNAL, "a") as journal:
+        for row in _run(tasks, workers, progress_bar, progress, fmt.name):
+            rows[row["ID"]] = row
+            journal.write(json.dumps(row) + "\n")
+            journal.flush()
+    ordered = [rows[100_000 + i] for i in range(n)]
+    _write_text_atomic(out / ROWS_JOURNAL, "".join(json.dumps(row) + "\n" for row in ordered))
+    if layout == "train":
+        write_training_catalog(out, ordered)
+    else:
+        write_test_catalog(out, fmt, ordered, TEST_COLUMNS, TEST_COMMENTS)
+    _write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=True), indent=1) + "\n")
+    return out
+
+
+def _run(tasks, workers, progress_bar, show, survey):
+    """Yield the catalog row of each task, in parallel over ``workers`` processes when worth it."""
+    bar = None
+    if workers == 1 or len(tasks) < 2:
+        results = map(simulate_object, tasks)
+        pool = None
+    else:
+        import multiprocessing
+
+        from lexactum.simulate import scene
+        from lexactum.simulate.presets import get_preset
+
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        if method == "fork":
+            scene.warm_up(get_preset(survey))
+            _header_cards(survey)
+        pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
+        chunk = max(1, min(8, len(tasks) // (4 * workers)))
+        results = pool.imap_unordered(simulate_object, tasks, chunksize=chunk)
+    try:
+        bar = progress_bar(total=len(tasks), desc=f"simulate {survey}", unit="img", enabled=None if show else False)
+        for row in results:
+            bar.update(1)
+            yield row
+    finally:
+        if bar is not None:
+            bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def simulate_object(task: tuple) -> dict:
+    """Draw, render and write object ``index`` of a dataset; returns its catalog row. Runs in workers."""
+    from lexactum.data.surveys import get_survey
+    from lexactum.simulate import catalog, scene
+    from lexactum.simulate.presets import get_preset
+
+    root, survey, layout, seed, lens_fraction, per_folder, index = task
+    fmt, physics = get_survey(survey), get_preset(survey)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+    is_lens = rng.random() < lens_fraction
+    fld = scene.draw_field(physics, rng, is_lens)
+    image = scene.render_field(physics, fld, rng)
+    ra, dec = rng.uniform(-2e-3, 2e-3, 2)
+    header = _header_with_position(fmt.name, float(ra), float(dec))
+    object_id = 100_000 + index
+    for band, path in enumerate(band_paths(Path(root), fmt, layout, index, object_id, per_folder)):
+        write_fits_image(path, image[band], header)
+    return catalog.catalog_row(physics, fld, object_id)
+
+
+@cache
+def _header_cards(survey: str) -> tuple[str, int, int]:
+    """The survey's header text and the offsets of its RA and DEC cards (building it with astropy is slow)."""
+    from lexactum.data.surveys import get_survey
+
+    text = fits_header_bytes(get_survey(survey)).decode("ascii")
+    return text, text.index("RA      ="), text.index("DEC     =")
+
+
+def _header_with_position(survey: str, ra: float, dec: float) -> bytes:
+    """:func:`fits_header_bytes` with RA and DEC (radians) filled in."""
+    from astropy.io.fits import Card
+
+    text, at_ra, at_dec = _header_cards(survey)
+    for at, key, value in ((at_ra, "RA", ra), (at_dec, "DEC", dec)):
+        text = text[:at] + Card(key, value, "radians").image + text[at + 80:]
+    return text.encode("ascii")
+
+
+def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
+    """Refuse an ``out`` holding another dataset (unless ``overwrite``: then remove that dataset)."""
+    from lexactum.errors import LexactumError
+
+    if out.exists() and not out.is_dir():
+        raise LexactumError(f"--out {out} is a file, not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        out.mkdir(parents=True, exist_ok=True)
+        return
+    manifest = out / MANIFEST
+    previous = None
+    if manifest.is_file():
+        try:
+            previous = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            previous = None
+    if previous is not None and all(previous.get(k) == v for k, v in params.items()):
+        return  # same parameters: resume (or re-check a finished run)
+    if not overwrite:
+        if previous is None:
+            raise LexactumError(f"--out {out} is not empty and is not a simulation by lexactum: "
+                                "choose an empty folder or pass --overwrite")
+        diff = ", ".join(f"{k} {previous.get(k)!r} (now {v!r})" for k, v in params.items() if previous.get(k) != v)
+        raise LexactumError(f"--out {out} holds a simulation with other parameters: {diff}; "
+                            "pass --overwrite to replace it")
+    import shutil
+
+    for pattern in _DATASET_PATTERNS:
+        for path in out.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def _read_journal(path: Path) -> dict[int, dict]:
+    """Rows of objects finished by an earlier run (a line cut by a kill is ignored)."""
+    rows = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                rows[int(row["ID"])] = row
+            except (ValueError, KeyError, TypeError):
+                continue
+    return rows

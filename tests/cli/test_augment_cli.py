@@ -1,0 +1,48 @@
+"""``lexactum augment-preview``: writes a PNG grid of originals above augmented copies."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from lexactum.cli import main
+from lexactum.cli.augment import preview_layout
+
+
+def png_size(path) -> tuple[int, int]:
+    """(width, height) from a PNG's header; fails if the file is not a PNG."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.mark.parametrize("survey, n, columns, rows", [("space", 4, 4, 2), ("ground", 11, 6, 4)])
+def test_preview_writes_a_png_grid_with_two_rows_per_set(make_dataset, tmp_path, capsys, survey, n, columns, rows):
+    dataset = make_dataset(survey, n=12, layout="train")
+    out = tmp_path / "new" / "folder" / "grid.png"
+    assert main(["augment-preview", str(dataset), "--out", str(out), "--n", str(n), "--seed", "3"]) == 0
+    assert preview_layout(n) == (columns, rows // 2)
+    width, height = png_size(out)
+    assert width / height == pytest.approx(columns / rows, rel=0.1)
+    assert [p.name for p in out.parent.iterdir()] == ["grid.png"]  # no temporary file left behind
+    assert str(out) in capsys.readouterr().out
+
+
+def test_same_seed_same_picture_other_seed_other_picture(make_dataset, tmp_path):
+    dataset = make_dataset("space", n=3, layout="test")
+    pictures = []
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        out = tmp_path / f"{name}.png"
+        assert main(["augment-preview", str(dataset), "--out", str(out), "--n", "3", "--seed", str(seed)]) == 0
+        pictures.append(out.read_bytes())
+    assert pictures[0] == pictures[1] and pictures[0] != pictures[2]
+
+
+@pytest.mark.parametrize("extra, message", [([], "does not exist"), (["--n", "0"], "--n 0")])
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, extra, message):
+    missing = tmp_path / "no_such_dataset"
+    assert main(["augment-preview", str(missing), "--out", str(tmp_path / "x.png"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err
+    assert not (tmp_path / "x.png").exists()

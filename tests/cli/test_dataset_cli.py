@@ -1,0 +1,84 @@
+"""``lexactum dataset info`` and ``prepare`` through the real command-line entry point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lexactum.cli import main
+from lexactum.data.layouts import ChallengeDataset
+
+
+@pytest.fixture
+def ground_set(make_dataset):
+    """A ground training set with one band file missing and one catalog row without images."""
+    root = make_dataset(survey="ground", n=7, layout="train")
+    dataset = ChallengeDataset(root)
+    missing = dataset.band_paths[2][1]
+    missing.unlink()
+    with open(root / "classifications.csv", "a") as fh:
+        fh.write("199999,1,0,0,0\n")
+    return root, dataset, missing
+
+
+def test_info_json(ground_set, tmp_path, capsys):
+    root, dataset, missing = ground_set
+    assert main(["dataset", "info", str(root), "--json", "--cache-dir", str(tmp_path)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    kept = [k for k in range(7) if k != 2]
+    assert report["survey"] == "ground" and report["layout"] == "train" and report["bands"] == ["R", "I", "G", "U"]
+    assert report["objects"] == 6
+    assert report["lenses"] == int(dataset.labels[kept].sum())
+    assert report["non_lenses"] == 6 - report["lenses"]
+    assert report["incomplete"] == [{"id": int(dataset.ids[2]), "missing": str(missing)}]
+    assert report["unlabelled"] == []
+    assert report["missing_images"] == {"count": 1, "examples": [199999]}
+    assert report["cache"]["state"] == "missing" and report["cache"]["path"].startswith(str(tmp_path))
+
+
+def test_prepare_then_info_shows_valid_cache(make_dataset, tmp_path, capsys):
+    root = make_dataset(survey="space", n=5, layout="test")
+    cache_dir = str(tmp_path / "cache")
+    assert main(["dataset", "prepare", str(root), "--cache-dir", cache_dir, "--workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "prepared 5 objects" in out and "images/s" in out
+    assert main(["dataset", "prepare", str(root), "--cache-dir", cache_dir]) == 0
+    assert "already valid" in capsys.readouterr().out
+    assert main(["dataset", "info", str(root), "--cache-dir", cache_dir]) == 0
+    text = capsys.readouterr().out
+    assert "space (1 band: VIS)" in text and "layout       test" in text and "cache        valid" in text
+    assert main(["dataset", "info", str(root), "--cache-dir", cache_dir, "--no-mask", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cache"]["state"] == "missing"  # another option, another cache
+
+
+def test_info_text_lists_problems(ground_set, tmp_path, capsys):
+    root, dataset, missing = ground_set
+    assert main(["dataset", "info", str(root), "--cache-dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert f"{dataset.ids[2]}: missing {missing}" in text
+    assert "1 catalog IDs without any image file: 199999" in text
+
+
+@pytest.mark.parametrize("case", ["missing folder", "no id column", "wrong survey", "bad normalisation"])
+def test_errors_exit_2_with_one_line(make_dataset, tmp_path, capsys, case):
+    root = make_dataset(survey="space", n=3, layout="train")
+    argv = ["dataset", "info", str(root)]
+    if case == "missing folder":
+        argv[2] = str(tmp_path / "nowhere")
+    elif case == "no id column":
+        (root / "classifications.csv").write_text("name,is_lens\nx,1\n")
+    elif case == "wrong survey":
+        argv += ["--survey", "ground"]
+    else:
+        argv = ["dataset", "prepare", str(root), "--normalisation", "nonsense", "--cache-dir", str(tmp_path)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lexactum dataset: error: ")
+    assert captured.out == ""
+
+
+def test_dataset_without_action_prints_help(capsys):
+    assert main(["dataset"]) == 0
+    assert "info" in capsys.readouterr().out

@@ -1,0 +1,98 @@
+"""``lexactum features``: one PNG per convolutional layer, the image given as a file or as an ID."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lexactum.cli import main
+from lexactum.errors import DataError, LexactumError
+from lexactum.evaluation import evaluate, plots
+
+
+@pytest.fixture(autouse=True)
+def quiet(monkeypatch):
+    monkeypatch.setenv("LEXACTUM_NO_PROGRESS", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+def save_toy_model(path, in_channels):
+    from lexactum.models import create_model, save_model
+
+    torch.manual_seed(2)
+    return save_model(create_model("lens_flow", in_channels=in_channels), path)
+
+
+def test_conv_activations_of_a_small_network(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 5, 3, stride=2), nn.Flatten(),
+                          nn.LazyLinear(1))
+    image = np.random.default_rng(0).random((1, 21, 21)).astype(np.float32)
+    activations = evaluate.conv_activations(model, image)
+    assert list(activations) == ["0", "2"]
+    x = torch.from_numpy(image[None])
+    with torch.no_grad():
+        first = model[0](x)
+        second = model[2](model[1](first))
+    np.testing.assert_allclose(activations["0"], first[0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(activations["2"], second[0].numpy(), rtol=1e-6)
+    paths = plots.plot_feature_maps(activations, image, tmp_path)
+    assert [p.name for p in paths] == ["01_0.png", "02_2.png"]
+    with pytest.raises(LexactumError, match="no convolutional layer"):
+        evaluate.conv_activations(nn.Sequential(nn.Flatten()), image)
+
+
+def test_features_from_r_band_file_and_from_id_agree(make_dataset, tmp_path):
+    from lexactum.data.layouts import ChallengeDataset
+
+    root = make_dataset("ground", n=3, layout="train", seed=6)
+    dataset = ChallengeDataset(root)
+    k = 1
+    r_band = dataset.band_paths[k][0]
+    assert r_band.name.startswith("imageSDSS_R-")
+    raw, survey, files = evaluate.read_single_object(str(r_band), 4)
+    np.testing.assert_array_equal(raw, dataset.read(k))
+    assert survey.name == "ground" and files == list(dataset.band_paths[k])
+
+    model = save_toy_model(tmp_path / "ground.safetensors", 4)
+    assert main(["features", "--model", str(model), "--image", str(r_band), "--out", str(tmp_path / "a")]) == 0
+    assert main(["features", "--model", str(model), "--image", str(dataset.ids[k]), "--dataset", str(root),
+                 "--out", str(tmp_path / "b")]) == 0
+    pngs = sorted(p.name for p in (tmp_path / "a").glob("*.png"))
+    assert len(pngs) == 3  # lens_flow has three convolutional layers
+    assert pngs == sorted(p.name for p in (tmp_path / "b").glob("*.png"))
+    for name in pngs:
+        assert (tmp_path / "a" / name).read_bytes()[:4] == b"\x89PNG"
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config["files"] == [str(p) for p in dataset.band_paths[k]]
+
+
+def test_features_space_image(make_dataset, tmp_path):
+    from lexactum.data.layouts import ChallengeDataset
+
+    dataset = ChallengeDataset(make_dataset("space", n=2))
+    model = save_toy_model(tmp_path / "space.safetensors", 1)
+    assert main(["features", "--model", str(model), "--image", str(dataset.band_paths[0][0]),
+                 "--out", str(tmp_path / "maps")]) == 0
+    assert len(list((tmp_path / "maps").glob("*.png"))) == 3
+
+
+def test_features_errors(make_dataset, tmp_path, capsys):
+    from lexactum.data.layouts import ChallengeDataset
+
+    root = make_dataset("ground", n=2, layout="train")
+    dataset = ChallengeDataset(root)
+    missing_band = dataset.band_paths[0][3]
+    missing_band.unlink()
+    with pytest.raises(DataError, match="band U of object"):
+        evaluate.read_single_object(str(dataset.band_paths[0][0]), 4)
+    model = save_toy_model(tmp_path / "ground.safetensors", 4)
+    assert main(["features", "--model", str(model), "--image", "424242", "--dataset", str(root),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "no complete object with ID 424242" in capsys.readouterr().err
+    assert main(["features", "--model", str(model), "--image", "nothing.fits", "--out", str(tmp_path / "y")]) == 2
+    assert "--dataset" in capsys.readouterr().err

@@ -1,0 +1,165 @@
+"""Prepared caches: contents, reuse, invalidation, interrupted builds, parallel workers, bad images."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from lexactum.data import cache
+from lexactum.data.cache import cache_root, cache_status, open_prepared, prepare
+from lexactum.data.layouts import ChallengeDataset
+from lexactum.data.normalise import normalise
+from lexactum.errors import DataError
+
+
+@pytest.fixture
+def ground(make_dataset):
+    """A ground training set whose images include masked pixels (exactly 100.0)."""
+    return ChallengeDataset(make_dataset(survey="ground", n=10, layout="train", mask_fraction=0.5, seed=3))
+
+
+def _reference(dataset, mask=True):
+    """What the cache must hold: each object read and normalised on its own."""
+    mask_value = dataset.survey.mask_value if mask else None
+    return np.stack([normalise(dataset.read(i)[None], mask_value=mask_value)[0] for i in range(len(dataset))])
+
+
+def test_prepare_holds_normalised_images(ground, tmp_path):
+    prepared = prepare(ground, cache_dir=tmp_path, workers=1, progress=False)
+    assert not prepared.reused and prepared.seconds > 0
+    assert isinstance(prepared.images, np.memmap) and prepared.images.dtype == np.float32
+    assert prepared.images.shape == (10, 4, 101, 101) and len(prepared) == 10
+    np.testing.assert_array_equal(prepared.ids, ground.ids)
+    np.testing.assert_array_equal(prepared.labels, ground.labels)
+    assert prepared.survey is ground.survey and prepared.dataset_path == ground.path
+    np.testing.assert_allclose(prepared.images, _reference(ground), atol=1e-6)
+    with pytest.raises(ValueError):
+        prepared.images[0, 0, 0, 0] = 1.0  # read-only
+    index = json.loads((prepared.path / cache.INDEX_FILE).read_text())
+    assert index["normalisation"] == "zscale" and index["mask"] is True and index["shape"] == [10, 4, 101, 101]
+
+
+def test_mask_option_changes_cache(ground, tmp_path):
+    raw = np.stack([ground.read(i) for i in range(len(ground))])
+    assert (raw == 100.0).any()
+    masked = prepare(ground, cache_dir=tmp_path, workers=1, progress=False)
+    unmasked = prepare(ground, mask=False, cache_dir=tmp_path, workers=1, progress=False)
+    assert masked.path != unmasked.path
+    np.testing.assert_allclose(unmasked.images, _reference(ground, mask=False), atol=1e-6)
+    assert not np.allclose(masked.images, unmasked.images)
+
+
+def test_reuse_and_invalidation(make_dataset, tmp_path):
+    root = make_dataset(survey="space", n=6, layout="test")
+    dataset = ChallengeDataset(root)
+    assert cache_status(dataset, cache_dir=tmp_path)["state"] == "missing"
+    first = prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    before, before_other = np.array(first.images[3]), np.array(first.images[2])
+    status = cache_status(dataset, cache_dir=tmp_path)
+    assert status["state"] == "valid" and status["path"] == str(first.path)
+    assert status["size"] >= 6 * 101 * 101 * 4
+    again = prepare(ChallengeDataset(root), cache_dir=tmp_path, progress=False)
+    assert again.reused and again.path == first.path
+
+    # touching one file (same bytes, new time) makes the cache stale
+    path = dataset.band_paths[3][0]
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    assert cache_status(ChallengeDataset(root), cache_dir=tmp_path)["state"] == "stale"
+    assert not prepare(ChallengeDataset(root), cache_dir=tmp_path, workers=1, progress=False).reused
+
+    # rewriting one image changes the cached values
+    image = fits.getdata(path)
+    fits.writeto(path, np.ascontiguousarray(image[::-1]), overwrite=True)
+    rebuilt = prepare(ChallengeDataset(root), cache_dir=tmp_path, workers=1, progress=False)
+    assert not rebuilt.reused
+    fresh = ChallengeDataset(root)
+    np.testing.assert_allclose(rebuilt.images, _reference(fresh), atol=1e-6)
+    assert not np.allclose(rebuilt.images[3], before)
+    np.testing.assert_array_equal(rebuilt.images[2], before_other)
+
+    # an index written with another normalisation is not reused
+    index_file = rebuilt.path / cache.INDEX_FILE
+    index = json.loads(index_file.read_text())
+    index["normalisation"] = "other"
+    index_file.write_text(json.dumps(index))
+    assert cache_status(ChallengeDataset(root), cache_dir=tmp_path)["state"] == "stale"
+    assert not prepare(ChallengeDataset(root), cache_dir=tmp_path, workers=1, progress=False).reused
+    assert sorted(p.name for p in tmp_path.iterdir()) == [rebuilt.path.name]  # no leftovers
+
+
+def test_interrupted_preparation_leaves_no_cache(make_dataset, tmp_path, monkeypatch):
+    dataset = ChallengeDataset(make_dataset(survey="space", n=12, layout="train"))
+    real_chunk = cache._prepare_chunk
+    calls = []
+
+    def failing_chunk(task):
+        calls.append(task)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_chunk(task)
+
+    monkeypatch.setattr(cache, "CHUNK_OBJECTS", 4)
+    monkeypatch.setattr(cache, "_prepare_chunk", failing_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert len(calls) == 2
+    assert cache_status(dataset, cache_dir=tmp_path)["state"] == "missing"
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(cache, "_prepare_chunk", real_chunk)
+    assert len(prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)) == 12
+
+
+def test_abandoned_temporary_folder_is_removed(make_dataset, tmp_path):
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    folder = cache.cache_path(dataset, cache_dir=tmp_path)
+    leftover = tmp_path / f".{folder.name}.tmp-999999999-deadbeef"  # a process id that cannot be running
+    leftover.mkdir(parents=True)
+    (leftover / cache.INDEX_FILE).write_text("{}")
+    prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert not leftover.exists()
+
+
+def test_parallel_workers_match_serial(ground, tmp_path, monkeypatch):
+    monkeypatch.setattr(cache, "CHUNK_OBJECTS", 3)
+    serial = prepare(ground, cache_dir=tmp_path / "a", workers=1, progress=False)
+    parallel = prepare(ground, cache_dir=tmp_path / "b", workers=2, progress=False)
+    np.testing.assert_array_equal(parallel.images, serial.images)
+
+
+def test_bad_image_is_named(make_dataset, tmp_path):
+    root = make_dataset(survey="ground", n=5, layout="train")
+    dataset = ChallengeDataset(root)
+    odd = dataset.band_paths[3][1]
+    fits.writeto(odd, np.zeros((64, 64), np.float32), overwrite=True)
+    with pytest.raises(DataError, match=str(odd)) as info:
+        prepare(ChallengeDataset(root), cache_dir=tmp_path, workers=1, progress=False)
+    assert "\n" not in str(info.value) and "64x64" in str(info.value)
+    truncated = dataset.band_paths[1][0]
+    fits.writeto(odd, fits.getdata(dataset.band_paths[3][0]), overwrite=True)
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    with pytest.raises(DataError, match=str(truncated)):
+        prepare(ChallengeDataset(root), cache_dir=tmp_path, workers=1, progress=False)
+    assert cache_status(ChallengeDataset(root), cache_dir=tmp_path)["state"] == "missing"
+
+
+def test_cache_locations(make_dataset, tmp_path, monkeypatch):
+    import platformdirs
+
+    monkeypatch.delenv("LEXACTUM_CACHE_DIR", raising=False)
+    assert cache_root() == platformdirs.user_cache_dir("lexactum") / cache_root().relative_to(
+        platformdirs.user_cache_dir("lexactum"))
+    assert cache_root().name == "prepared"
+    monkeypatch.setenv("LEXACTUM_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "arg") == tmp_path / "arg"
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    prepared = prepare(dataset, workers=1, progress=False)
+    assert prepared.path.parent == tmp_path / "env"
+    assert open_prepared(prepared.path).ids.tolist() == dataset.ids.tolist()
+    with pytest.raises(DataError, match="not a prepared dataset"):
+        open_prepared(tmp_path)

@@ -1,0 +1,205 @@
+"""Scoring, timing and the evaluation outputs, on toy datasets and small networks (CPU)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lexactum.cli import main
+from lexactum.errors import LexactumError
+from lexactum.evaluation import evaluate, metrics
+
+
+class MeanLogit(nn.Module):
+    """logit = scale * mean pixel value: scores are known in closed form."""
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.dropout = nn.Dropout(0.9)
+
+    def forward(self, x):
+        return self.dropout(self.scale * x.mean(dim=(1, 2, 3)))
+
+
+@pytest.fixture(autouse=True)
+def quiet(monkeypatch):
+    monkeypatch.setenv("LEXACTUM_NO_PROGRESS", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def ground_model(tmp_path):
+    from lexactum.models import create_model, load_model, save_model
+
+    torch.manual_seed(0)
+    path = save_model(create_model("lens_flow", in_channels=4), tmp_path / "models" / "ground_toy.safetensors")
+    return load_model(path), path
+
+
+def test_score_is_float64_sigmoid_in_eval_mode_for_arrays_and_loaders():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(37, 1, 8, 8)).astype(np.float32)
+    model = MeanLogit(scale=40.0).train()  # dropout must be switched off by score()
+    expected = 1.0 / (1.0 + np.exp(-40.0 * images.astype(np.float64).mean(axis=(1, 2, 3))))
+    from_array = evaluate.score(model, images, device="cpu", batch_size=5)
+    assert from_array.dtype == np.float64
+    np.testing.assert_allclose(from_array, expected, rtol=1e-5)
+    loader = [(torch.from_numpy(images[k:k + 10]), None, None) for k in range(0, 37, 10)]
+    np.testing.assert_allclose(evaluate.score(model, loader, device="cpu"), from_array, rtol=1e-6)
+
+
+def test_confident_scores_stay_distinct():
+    """Logits 20 and 25 both round to 1.0 in float32; the ranking (and TPR0) needs them apart."""
+    images = np.array([20.0, 25.0], dtype=np.float32).reshape(2, 1, 1, 1)
+    scores = evaluate.score(MeanLogit(1.0), images, device="cpu")
+    assert scores[0] < scores[1] < 1.0
+
+
+def test_clock_times_every_image_after_a_warm_up():
+    images = np.zeros((23, 1, 8, 8), dtype=np.float32)
+    calls = []
+    model = MeanLogit()
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    clock = evaluate.ScoringClock()
+    evaluate.score(model, images, device="cpu", batch_size=10, clock=clock)
+    assert calls == [10, 10, 10, 3]  # the first batch once more, untimed
+    assert clock.images == 23 and clock.seconds > 0 and clock.per_image == clock.seconds / 23
+
+
+def test_time_per_image_in_memory_and_from_files(make_dataset, ground_model):
+    from lexactum.data.layouts import ChallengeDataset
+
+    model, _ = ground_model
+    dataset = ChallengeDataset(make_dataset("ground", n=6))
+    images = np.zeros((6, 4, 101, 101), dtype=np.float32)
+    timing = evaluate.time_per_image(model, images, source=dataset, device="cpu", batch_size=4)
+    assert timing["model_s_per_image"] > 0
+    assert timing["end_to_end_s_per_image"] > timing["model_s_per_image"]  # reading + normalising cost too
+
+
+def read_scores(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_evaluate_model_writes_scores_metrics_and_roc(make_dataset, ground_model, tmp_path, capsys):
+    from lexactum.data.layouts import ChallengeDataset
+    from lexactum.data.normalise import normalise
+
+    model, _ = ground_model
+    dataset = ChallengeDataset(make_dataset("ground", n=14, layout="train", seed=3))
+    result = evaluate.evaluate_model(model, dataset, out_dir=tmp_path / "ev", device="cpu", batch_size=4,
+                                     bootstrap=50)
+    rows = read_scores(tmp_path / "ev" / "scores.csv")
+    assert list(rows[0]) == ["ID", "label", "score"]
+    assert [int(r["ID"]) for r in rows] == dataset.ids.tolist()
+    assert [int(r["label"]) for r in rows] == dataset.labels.tolist()
+    scores = np.array([float(r["score"]) for r in rows])
+    # Same numbers as scoring the normalised images directly.
+    images = normalise(np.stack([dataset.read(i) for i in range(len(dataset))]), "zscale",
+                       dataset.survey.mask_value)
+    np.testing.assert_allclose(scores, evaluate.score(model, images, "cpu", 4), rtol=1e-5)
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["auc"] == pytest.approx(metrics.auc(dataset.labels, scores))
+    assert saved["tpr0"] == pytest.approx(metrics.tpr_at_fp(dataset.labels, scores, 0))
+    assert saved["n"] == 14 and saved["intervals"]["n_resamples"] == 50
+    assert saved["model_s_per_image"] > 0 and saved["end_to_end_s_per_image"] > 0
+    assert saved["device"].startswith("CPU") and saved["model"]["network"] == "lens_flow"
+    assert result["auc"] == saved["auc"]
+    assert (tmp_path / "ev" / "roc.png").read_bytes()[:4] == b"\x89PNG"
+    assert "TPR10" in capsys.readouterr().out
+
+
+def test_evaluate_subset_and_prepared_data_agree_with_files(make_dataset, ground_model, tmp_path):
+    from lexactum.data.cache import prepare
+    from lexactum.data.layouts import ChallengeDataset
+
+    model, _ = ground_model
+    dataset = ChallengeDataset(make_dataset("ground", n=10, layout="train", seed=5))
+    subset = np.array([7, 2, 5, 0, 9, 3])
+    from_files = evaluate.evaluate_model(model, dataset, indices=subset, out_dir=tmp_path / "files",
+                                         device="cpu", batch_size=3, bootstrap=0, verbose=False)
+    prepared = prepare(dataset, "zscale", cache_dir=tmp_path / "cache", workers=1, progress=False)
+    from_cache = evaluate.evaluate_model(model, prepared, indices=subset, out_dir=tmp_path / "cache_ev",
+                                         device="cpu", batch_size=3, bootstrap=0, verbose=False,
+                                         end_to_end_images=2)
+    files_rows = read_scores(tmp_path / "files" / "scores.csv")
+    cache_rows = read_scores(tmp_path / "cache_ev" / "scores.csv")
+    assert [int(r["ID"]) for r in files_rows] == dataset.ids[subset].tolist()
+    assert [r["ID"] for r in files_rows] == [r["ID"] for r in cache_rows]
+    np.testing.assert_allclose([float(r["score"]) for r in files_rows],
+                               [float(r["score"]) for r in cache_rows], rtol=1e-5)
+    assert from_files["n"] == from_cache["n"] == 6
+    assert from_cache["timed_images"] == 2 and from_cache["end_to_end_s_per_image"] > 0
+
+
+def test_evaluate_refuses_unlabelled_objects(make_dataset, ground_model, tmp_path):
+    from lexactum.data.layouts import ChallengeDataset
+
+    root = make_dataset("ground", n=4)
+    (root / "kidsB_image_catalog.csv").unlink()
+    dataset = ChallengeDataset(root, require_labels=False)
+    with pytest.raises(LexactumError, match="no label"):
+        evaluate.evaluate_model(ground_model[0], dataset, out_dir=tmp_path / "x", device="cpu")
+
+
+def test_evaluate_cli(make_dataset, ground_model, tmp_path, monkeypatch, capsys):
+    from lexactum.data.layouts import ChallengeDataset
+    from lexactum.models import create_model, save_model
+
+    _, model_path = ground_model
+    root = make_dataset("ground", n=12, layout="test", seed=1)
+    dataset = ChallengeDataset(root)
+    split = tmp_path / "run" / "split.json"
+    split.parent.mkdir()
+    test_ids = dataset.ids[[1, 4, 6, 8, 10, 11]].tolist()
+    split.write_text(json.dumps({"train": {"ids": [1]}, "test": {"n": 6, "ids": test_ids}}))
+    monkeypatch.chdir(tmp_path)  # the bare model name is looked up in ./models
+    rc = main(["evaluate", "--model", model_path.name, "--dataset", str(root), "--out", "ev",
+               "--ids-file", str(split.parent), "--bootstrap", "20", "--batch-size", "4", "--device", "cpu"])
+    assert rc == 0
+    out = tmp_path / "ev"
+    assert {"scores.csv", "metrics.json", "roc.png", "config.json"} <= {p.name for p in out.iterdir()}
+    assert [int(r["ID"]) for r in read_scores(out / "scores.csv")] == test_ids
+    config = json.loads((out / "config.json").read_text())
+    assert config["n_objects"] == 6 and config["survey"] == "ground" and config["bootstrap"] == 20
+
+    space_model = save_model(create_model("lens_flow", in_channels=1), tmp_path / "space.safetensors")
+    rc = main(["evaluate", "--model", str(space_model), "--dataset", str(root), "--out", "bad"])
+    assert rc == 2
+    assert "space" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name,text,expected",
+    [
+        ("ids.txt", "100003\n100001 100007\n", [100003, 100001, 100007]),
+        ("ids.csv", "# picked by hand\nID,score\n100002,0.5\n100009,0.1\n", [100002, 100009]),
+        ("list.json", "[5, 6]", [5, 6]),
+        ("split.json", '{"test": {"n": 2, "ids": [8, 9]}, "val": {"ids": [1]}}', [8, 9]),
+    ],
+)
+def test_read_ids_file(tmp_path, name, text, expected):
+    from lexactum.cli.evaluate import read_ids_file
+
+    (tmp_path / name).write_text(text)
+    assert read_ids_file(tmp_path / name) == expected
+
+
+def test_ids_file_errors(tmp_path):
+    from lexactum.cli.evaluate import positions_of, read_ids_file
+
+    (tmp_path / "bad.txt").write_text("100001\nabc\n")
+    with pytest.raises(LexactumError, match="'abc' is not an object ID"):
+        read_ids_file(tmp_path / "bad.txt")
+    with pytest.raises(LexactumError, match="not found"):
+        read_ids_file(tmp_path / "missing.txt")
+    with pytest.raises(LexactumError, match=r"2 IDs are not in the dataset \(5, 6\)"):
+        positions_of(np.array([1, 2, 3]), [1, 5, 6], "ids.txt")
+    np.testing.assert_array_equal(positions_of(np.array([4, 8, 6]), [6, 4], "x"), [2, 0])

@@ -1,0 +1,194 @@
+"""simulate_dataset: the challenge format, determinism over workers, resume, refusals, catalog truth."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lexactum.errors import LexactumError
+from lexactum.simulate import simulate_dataset, writer
+from lexactum.simulate.presets import get_preset
+
+
+def _files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def space_test(tmp_path_factory):
+    root = tmp_path_factory.mktemp("space") / "sim"
+    return simulate_dataset(root, "space", 10, layout="test", seed=3, workers=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def ground_train(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ground") / "sim"
+    return simulate_dataset(root, "ground", 8, layout="train", seed=4, lens_fraction=0.5, workers=1, progress=False)
+
+
+@pytest.mark.parametrize("fixture", ["space_test", "ground_train"])
+def test_two_workers_write_the_same_bytes(request, tmp_path, fixture):
+    one = request.getfixturevalue(fixture)
+    manifest = json.loads((one / writer.MANIFEST).read_text())
+    two = simulate_dataset(tmp_path / "two", manifest["survey"], manifest["n"], layout=manifest["layout"],
+                           seed=manifest["seed"], lens_fraction=manifest["lens_fraction"], workers=2, progress=False)
+    assert _files(one) == _files(two)
+    _, mismatch, errors = filecmp.cmpfiles(one, two, _files(one), shallow=False)
+    assert not mismatch and not errors
+
+
+def test_layouts_and_file_names_follow_the_challenge(space_test, ground_train):
+    assert (space_test / "euclidB_image_catalog.csv").is_file()
+    assert (space_test / "Data_EuclidBig.0/Public/Band1/imageEUC_VIS-100009.fits").is_file()
+    assert (ground_train / "classifications.csv").is_file()
+    for band, name in enumerate(("R", "I", "G", "U"), start=1):
+        assert (ground_train / f"Data.0/Public/Band{band}/imageSDSS_{name}-100007.fits").is_file()
+    header = (ground_train / "classifications.csv").read_text().splitlines()[0]
+    assert header == "ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma"
+    lines = (space_test / "euclidB_image_catalog.csv").read_text().splitlines()
+    assert lines[0].startswith("#") and "ID" in next(x for x in lines if not x.startswith("#")).split(",")
+
+
+def test_headers_and_pixels_look_like_the_real_files(samples, space_test, ground_train):
+    from astropy.io import fits
+
+    real_dir = samples / "mariogeiger_lensfinder-euclid" / "samples"
+    for ours, real in ((space_test / "Data_EuclidBig.0/Public/Band1/imageEUC_VIS-100000.fits",
+                        next(real_dir.glob("space_based/lens/*.fits"))),
+                       (ground_train / "Data.0/Public/Band3/imageSDSS_G-100001.fits",
+                        next(real_dir.glob("ground_based/lens/Band3/*.fits")))):
+        with fits.open(ours) as ours_hdul, fits.open(real) as real_hdul:
+            assert len(ours_hdul) == len(real_hdul) == 1
+            h_ours, h_real = ours_hdul[0].header, real_hdul[0].header
+            keys = lambda h: [k for k in h if k not in ("COMMENT", "")]  # noqa: E731
+            assert keys(h_ours) == keys(h_real)
+            for key in ("BITPIX", "NAXIS1", "NAXIS2", "CTYPE1", "CUNIT2", "NX", "NY"):
+                assert h_ours[key] == h_real[key]
+            for key in ("CDELT1", "CD2_2", "CRPIX1", "RANGE X"):
+                assert h_ours[key] == pytest.approx(h_real[key], rel=1e-6)
+            assert abs(h_ours["RA"]) < 0.01 and abs(h_ours["DEC"]) < 0.01
+            data = ours_hdul[0].data
+            assert data.dtype == np.dtype(">f4") and data.shape == (101, 101)
+            # the same flux units: the brightest galaxy pixel and the sky noise of the same order
+            ratio = np.percentile(data, 99.5) / np.percentile(real_hdul[0].data, 99.5)
+            assert 0.05 < ratio < 20
+
+
+def test_catalog_quantities_recomputed_independently(ground_train):
+    """Rebuild the noise-free lensed source of a few lenses with lenstronomy's ImageModel and re-count."""
+    import pandas as pd
+    from lenstronomy.Data.imaging_data import ImageData
+    from lenstronomy.Data.psf import PSF
+    from lenstronomy.ImSim.image_model import ImageModel
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LightModel.light_model import LightModel
+
+    from lexactum.simulate import scene
+
+    physics = get_preset("ground")
+    key = pd.read_csv(ground_train / "classifications.csv")
+    lenses = key[key.is_lens == 1]
+    assert len(lenses) >= 2
+    pix = physics.pixel_scale
+    data = ImageData(np.zeros((101, 101)), ra_at_xy_0=-50 * pix, dec_at_xy_0=-50 * pix,
+                     transform_pix2angle=np.diag([pix, pix]))
+    psf = PSF(psf_type="GAUSSIAN", fwhm=physics.psf_fwhm[0], pixel_size=pix, truncation=5)
+    for _, row in lenses.iterrows():
+        index = int(row.ID) - 100_000
+        rng = np.random.default_rng(np.random.SeedSequence([4, index]))
+        assert rng.random() < 0.5  # the label draw
+        fld = scene.draw_field(physics, rng, is_lens=True)
+        sources = [c for c in fld.components if c.lensed]
+        light = LightModel([c.model for c in sources])
+        kwargs = []
+        for c in sources:
+            unit = light.func_list[0] if False else LightModel([c.model])
+            kwargs.append(dict(c.kwargs, amp=c.flux[0] / unit.total_flux([dict(c.kwargs, amp=1.0)], norm=True)[0]))
+        model = ImageModel(data, psf, LensModel(["SIE", "SHEAR"]), light,
+                           kwargs_numerics={"supersampling_factor": scene.SUPERSAMPLING})
+        image = model.image(fld.kwargs_lens, kwargs, lens_light_add=False)
+        in_sigma = image / fld.noise_sigma[0]
+        bright = in_sigma > 1
+        assert abs(int(bright.sum()) - row.numb_pix_lensed_image) <= max(2, 0.02 * row.numb_pix_lensed_image)
+        assert in_sigma[bright].sum() == pytest.approx(row.flux_lensed_image_in_sigma, rel=0.02, abs=3)
+        assert row.Einstein_area == pytest.approx(np.pi * (fld.theta_e / 206264.806) ** 2, rel=1e-5)
+
+
+def test_challenge_dataset_reads_both_layouts(space_test, ground_train):
+    pytest.importorskip("lexactum.data.layouts")
+    import pandas as pd
+
+    from lexactum.data.layouts import ChallengeDataset
+
+    space = ChallengeDataset(space_test)
+    assert space.survey.name == "space" and space.layout == "test" and len(space) == 10
+    truth = pd.read_csv(space_test / "euclidB_image_catalog.csv", comment="#")
+    assert space.labels.tolist() == (1 - truth.no_source).tolist()
+    ground = ChallengeDataset(ground_train)
+    assert ground.survey.name == "ground" and ground.layout == "train" and len(ground) == 8
+    image = ground.read(0)
+    assert image.shape == (4, 101, 101) and image.dtype == np.float32
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(tmp_path, space_test):
+    out = tmp_path / "resumed"
+    simulate_dataset(out, "space", 10, seed=3, workers=1, progress=False)
+    # a kill: the catalog is not written yet, two objects are missing, the journal ends mid-line
+    (out / "euclidB_image_catalog.csv").unlink()
+    for i in (2, 7):
+        next(out.rglob(f"*-{100_000 + i}.fits")).unlink()
+    journal = out / writer.ROWS_JOURNAL
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join(lines[:8]) + "\n" + lines[8][:20])
+    kept = out / "Data_EuclidBig.0/Public/Band1/imageEUC_VIS-100001.fits"
+    before = kept.stat().st_mtime_ns
+    os.utime(kept, ns=(before - 10**9, before - 10**9))
+    simulate_dataset(out, "space", 10, seed=3, workers=1, progress=False)
+    assert kept.stat().st_mtime_ns == before - 10**9  # not rewritten
+    _, mismatch, errors = filecmp.cmpfiles(space_test, out, _files(space_test), shallow=False)
+    assert not mismatch and not errors
+
+
+def test_other_parameters_or_foreign_folders_are_refused(tmp_path, space_test):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(space_test, out)
+    with pytest.raises(LexactumError, match=r"holds a simulation with other parameters: seed 3 \(now 4\)"):
+        simulate_dataset(out, "space", 10, seed=4, workers=1, progress=False)
+    assert _files(out) == _files(space_test)
+    simulate_dataset(out, "space", 6, seed=4, workers=1, progress=False, overwrite=True)
+    assert len(list(out.rglob("*.fits"))) == 6
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(LexactumError, match="is not empty and is not a simulation"):
+        simulate_dataset(foreign, "space", 2, progress=False)
+    assert _files(foreign) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n": 0}, "--n must be a positive number"),
+    ({"n": -3}, "--n must be a positive number"),
+    ({"survey": "hubble"}, "unknown survey 'hubble'"),
+    ({"lens_fraction": 1.5}, r"lens fraction must lie in \[0, 1\]"),
+    ({"lens_fraction": -0.1}, r"lens fraction must lie in \[0, 1\]"),
+    ({"layout": "both"}, "unknown layout 'both'"),
+    ({"workers": 0}, "--workers must be at least 1"),
+])
+def test_bad_input_is_refused_before_writing(tmp_path, kwargs, message):
+    args = {"survey": "space", "n": 4} | kwargs
+    with pytest.raises(LexactumError, match=message) as info:
+        simulate_dataset(tmp_path / "out", args.pop("survey"), args.pop("n"), progress=False, **args)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_lens_fraction_is_respected(tmp_path):
+    out = simulate_dataset(tmp_path / "all", "space", 4, lens_fraction=1.0, workers=1, progress=False)
+    lines = [x for x in (out / "euclidB_image_catalog.csv").read_text().splitlines() if not x.startswith("#")]
+    assert [x.split(",")[1] for x in lines[1:]] == ["0"] * 4  # no_source = 0: all lenses
