@@ -22,7 +22,7 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: s
         total=total,
         desc=desc,
         unit=unit,
-        unit_scale=True,
+        unit_scale=total is not None and total >= 100_000,
         dynamic_ncols=True,
         file=sys.stderr,
         disable=not enabled,

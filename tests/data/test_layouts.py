@@ -62,7 +62,8 @@ def test_real_samples_with_real_keys(samples, tmp_path, survey, key):
     source = samples / "mariogeiger_lensfinder-euclid" / "samples" / f"{survey}_based"
     sample_label = {}
     for path in source.rglob("*.fits"):
-        band = next(b for b, pattern in enumerate(fmt.file_patterns) if path.name.startswith(pattern[:12]))
+        prefixes = [pattern.split("{id}")[0] for pattern in fmt.file_patterns]
+        band = next(b for b, prefix in enumerate(prefixes) if path.name.startswith(prefix))
         target = tmp_path / "Data.0" / "Public" / fmt.band_folders[band] / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
@@ -163,6 +164,10 @@ def test_unlabelled_folder_of_cutouts(make_dataset):
         ChallengeDataset(root)
     dataset = ChallengeDataset(root, "space", require_labels=False)
     assert dataset.layout == "unlabelled" and dataset.labels.tolist() == [-1] * 4 and len(dataset.unlabelled) == 4
+    (root / TRAINING_CATALOG).write_text("ID,is_lens\n100001,1\n100002,0\n")
+    partial = ChallengeDataset(root, require_labels=False)  # a partial catalog: the others stay, label -1
+    assert partial.labels.tolist() == [-1, 1, 0, -1] and partial.unlabelled.tolist() == [100_000, 100_003]
+    assert partial.catalog["is_lens"].iloc[1:3].tolist() == [1, 0] and partial.catalog["ID"].isna().sum() == 2
 
 
 def test_fingerprint_follows_files(make_dataset):

@@ -144,3 +144,8 @@ def test_datamodule_challenge_protocol(make_dataset, tmp_path):
     assert module.test_ids.tolist() == test_set.ids.tolist()
     labels = torch.cat([b[1] for b in module.test_dataloader()])
     assert labels.tolist() == test_set.labels.astype(float).tolist()
+    halves = ChallengeDataModule(train_set, split=(0.5, 0.5), test_dataset=test_set, cache_dir=tmp_path,
+                                 progress=False)
+    assert len(halves.train_ids) == len(halves.val_ids) == 10
+    with pytest.raises(LexactumError, match="positive training and validation"):
+        ChallengeDataModule(train_set, split=(0.0, 1.0), test_dataset=test_set)

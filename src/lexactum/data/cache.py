@@ -143,6 +143,7 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
     """Write the cache into a temporary sibling folder, index last, then rename it into place."""
     from lexactum.progress import progress as progress_bar
 
+    fingerprint = dataset.fingerprint()  # before reading: a file changed meanwhile makes the cache stale
     first = dataset.read(0)
     shape = (len(dataset), *first.shape)
     mask_value = dataset.survey.mask_value if mask else None
@@ -170,7 +171,7 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
             "dataset": str(dataset.path),
             "survey": dataset.survey.name,
             "layout": dataset.layout,
-            "fingerprint": dataset.fingerprint(),
+            "fingerprint": fingerprint,
             "normalisation": normalisation,
             "mask": bool(mask),
             "shape": list(shape),
@@ -201,14 +202,13 @@ def _prepare_chunk(task) -> int:
         raw = read_objects(files, out=buffer[:len(files)])
         normalise(raw, method=normalisation, mask_value=mask_value,
                   out=images[start + lo:start + lo + len(files)])
-    images.flush()
-    del images
+    del images  # shared pages: other processes see the data without a flush to disk
     return stop - start
 
 
 def _run_parallel(tasks: list, n_workers: int, bar) -> None:
     import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     # forkserver: workers start from a clean interpreter, never from a copy of threads (numba, torch).
     if "forkserver" in multiprocessing.get_all_start_methods():
@@ -220,12 +220,11 @@ def _run_parallel(tasks: list, n_workers: int, bar) -> None:
         futures = {pool.submit(_prepare_chunk, task) for task in tasks}
         try:
             while futures:
-                done, futures = wait(futures, return_when=FIRST_EXCEPTION)
+                done, futures = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
                     bar.update(future.result())
         except BaseException:
-            for future in futures:
-                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
             raise
 
 

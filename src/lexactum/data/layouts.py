@@ -39,8 +39,9 @@ class ChallengeDataset:
         if not self.path.is_dir():
             raise DataError(f"{self.path}: dataset folder does not exist" if not self.path.exists()
                             else f"{self.path}: not a folder (give the dataset's root folder)")
-        if not any(os.scandir(self.path)):
-            raise DataError(f"{self.path}: dataset folder is empty")
+        with os.scandir(self.path) as entries:
+            if not any(entries):
+                raise DataError(f"{self.path}: dataset folder is empty")
         wanted = survey if isinstance(survey, SurveyFormat) or survey is None else get_survey(survey)
         catalog_path, layout = _find_catalog(self.path, wanted)
         if catalog_path is None and require_labels:
@@ -77,7 +78,7 @@ class ChallengeDataset:
         self.labels = np.full(len(kept), -1, dtype=np.int64)
         self.labels[rows >= 0] = cat_labels[rows[rows >= 0]]
         if table is not None:
-            self.catalog = table.iloc[rows[rows >= 0]].reset_index(drop=True)
+            self.catalog = table.reindex(rows).reset_index(drop=True)  # row -1 (no catalog row): NaN
         else:
             import pandas as pd
 

@@ -174,9 +174,11 @@ class ChallengeDataModule(pl.LightningDataModule):
                  progress: bool = True):
         super().__init__()
         split = tuple(float(f) for f in split)
-        _check_fractions(split)
-        if test_dataset is not None:
+        if test_dataset is not None:  # only train/val come from ``dataset``: its first two fractions, rescaled
+            if len(split) < 2 or not min(split[:2]) > 0:
+                raise LexactumError(f"split needs positive training and validation fractions, not {split}")
             split = (split[0] / (split[0] + split[1]), split[1] / (split[0] + split[1]))
+        _check_fractions(split)
         self.dataset, self.test_dataset = dataset, test_dataset
         self.batch_size, self.split, self.seed = int(batch_size), split, int(seed)
         self.num_workers, self.normalisation, self.cache_dir = num_workers, normalisation, cache_dir
