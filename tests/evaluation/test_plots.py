@@ -100,3 +100,14 @@ def test_channel_mosaic_places_stretched_tiles():
     np.testing.assert_allclose(mosaic[3:5, 4:7], 0.5)  # channel 4: second row, second column
     assert np.isnan(mosaic[2]).all() and np.isnan(mosaic[:, 3]).all()  # gaps
     assert np.isnan(mosaic[3:5, 8:11]).all()  # no sixth channel
+
+
+def test_image_grid_draws_row_zero_at_the_bottom(tmp_path):
+    """FITS convention: the first image row is the bottom one, as imshow(origin='lower') shows it."""
+    image = np.zeros((1, 1, 101, 101), dtype=np.float32)
+    image[0, 0, :20, :] = 1.0
+    pixels = read_png(plots.image_grid(image, tmp_path / "one.png"))
+    brightness = pixels[..., :3].mean(axis=(1, 2))
+    bright_rows = np.flatnonzero(brightness > 0.5)
+    inner = bright_rows[(bright_rows > 5) & (bright_rows < len(brightness) - 5)]  # ignore white margins
+    assert inner.min() > 0.6 * len(brightness)

@@ -31,7 +31,7 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--survey", choices=("space", "ground"), default=None,
                         help="survey of the dataset (detected from its catalog and files when not given)")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="output folder (default: evaluations/<model name>)")
+                        help="output folder; evaluations/<model file name> when not given")
     parser.add_argument("--ids-file", metavar="FILE", default=None,
                         help="evaluate only these IDs: a run's split.json (its test part) or run folder, "
                              "or a text/CSV file of IDs")

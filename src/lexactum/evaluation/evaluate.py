@@ -473,7 +473,7 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     metrics["device"] = device_name(device)
     described = ("network", "survey", "in_channels", "normalisation", "source")
     metrics["model"] = {k: metadata[k] for k in described if k in metadata}
-    metrics["dataset"] = str(getattr(data, "path", ""))
+    metrics["dataset"] = str(getattr(data, "dataset_path", None) or getattr(data, "path", ""))
     _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=False)
     write_json(out_dir / METRICS_FILE, metrics)
     plot_roc(labels, scores, out_dir / ROC_FILE,
@@ -504,7 +504,10 @@ def _files_of(prepared):
         return None
     from lexactum.data.layouts import ChallengeDataset
 
-    dataset = ChallengeDataset(path, survey=prepared.survey)
+    try:
+        dataset = ChallengeDataset(path, survey=prepared.survey)
+    except DataError:  # the files moved on since the cache was made: no end-to-end timing then
+        return None
     if len(dataset) != len(prepared.ids) or not np.array_equal(dataset.ids, prepared.ids):
         return None
     return dataset

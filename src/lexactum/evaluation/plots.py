@@ -154,23 +154,34 @@ def _display(image: np.ndarray) -> tuple[np.ndarray, str | None]:
 
 
 def image_grid(images, path: str | os.PathLike, titles: Iterable[str] | None = None, ncols: int = 8) -> Path:
-    """Normalised images (N, C, H, W) in a grid: grey for one band, an RGB composite (I, R, G) for ground."""
+    """Normalised images (N, C, H, W) in a grid: grey for one band, an RGB composite (I, R, G) for ground.
+
+    The tiles are pasted into one picture (one axis, not one per image), so grids of hundreds stay quick.
+    """
     images = np.asarray(images)
     if images.ndim != 4 or len(images) == 0:
         raise LexactumError(f"image_grid needs images shaped (N, C, H, W) with N >= 1, got {images.shape}")
-    titles = list(titles) if titles is not None else []
-    ncols = max(1, min(int(ncols), len(images)))
-    nrows = math.ceil(len(images) / ncols)
+    titles = [str(t) for t in titles] if titles is not None else []
+    n, _, height, width = images.shape
+    ncols = max(1, min(int(ncols), n))
+    nrows = math.ceil(n / ncols)
+    gap = max(2, width // 25)
+    title_room = int(0.18 * height) if titles else 0
+    cell_h, cell_w = height + gap + title_room, width + gap
+    canvas = np.ones((nrows * cell_h, ncols * cell_w, 3), dtype=np.float32)
     plt = _pyplot()
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.9 * ncols, 2.0 * nrows), squeeze=False)
-    for k, axis in enumerate(axes.flat):
-        axis.axis("off")
-        if k < len(images):
-            shown, cmap = _display(images[k])
-            axis.imshow(shown, cmap=cmap, origin="lower", vmin=0, vmax=1)
-            if k < len(titles):
-                axis.set_title(str(titles[k]), fontsize=8)
-    fig.tight_layout()
+    fig = plt.figure(figsize=(1.9 * ncols, 1.9 * nrows * cell_h / cell_w))
+    axis = fig.add_axes((0, 0, 1, 1))
+    for k in range(n):
+        row, col = divmod(k, ncols)
+        shown, cmap = _display(images[k])
+        tile = shown[::-1]  # row 0 at the bottom, as origin="lower" draws a FITS image
+        y, x = row * cell_h + title_room, col * cell_w
+        canvas[y:y + height, x:x + width] = tile[..., None] if cmap else tile
+        if k < len(titles):
+            axis.text(x + width / 2, y - 1, titles[k], ha="center", va="bottom", fontsize=8, clip_on=True)
+    axis.imshow(canvas, interpolation="nearest")
+    axis.set_axis_off()
     return save_figure(fig, path)
 
 
@@ -221,8 +232,7 @@ def plot_feature_maps(activations: Mapping[str, np.ndarray], input_image, out_di
             1, 2, figsize=(10, 5.4), gridspec_kw={"width_ratios": [1, 2]})
         input_ax.imshow(input_shown, cmap=input_cmap, origin="lower", vmin=0, vmax=1)
         input_ax.set_title("input image")
-        cmap = plt.get_cmap("viridis").copy()
-        cmap.set_bad("white")
+        cmap = plt.get_cmap("viridis").with_extremes(bad="white")
         maps_ax.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
         suffix = f", first {len(shown)}" if len(shown) < len(maps) else ""
         maps_ax.set_title(f"{len(maps)} channels of {maps.shape[1]}x{maps.shape[2]}{suffix}")
