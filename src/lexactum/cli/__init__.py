@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lexactum {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"lexactum {args.command}: interrupted", file=sys.stderr)
         return 130
