@@ -2,9 +2,10 @@
 
 The challenge files are all the same simple kind: one primary HDU, ``BITPIX = -32``, ``NAXIS = 2``, no
 scaling, nothing after the data. For those we parse the 80-character header cards ourselves and copy the
-big-endian data block straight into a float32 array, about 30x faster than ``astropy.io.fits.getdata``
-(which builds a whole HDU list per file). Anything else (scaling, other BITPIX, more axes, extensions,
-compression, random groups) goes to astropy, so values are always what astropy reads.
+big-endian data block straight into a float32 array, 15-30x faster than ``astropy.io.fits.getdata``
+(which builds a whole HDU list per file; see benchmarks/bench_data.py). Anything else (scaling, other
+BITPIX, more axes, extensions, compression, random groups) goes to astropy, so values are always what
+astropy reads.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _MAX_FAST_BYTES = 64 * 2**20
 
 
 class _Layout:
-    """Where the image of a simple file is and how big it is; ``None`` fields mean 'let astropy read it'."""
+    """Header size of a file and, when ``simple`` (fast path), the shape of its float32 image."""
 
     __slots__ = ("header_bytes", "shape", "simple")
 
@@ -185,7 +186,8 @@ def read_fits_stack(paths: Sequence[str | Path], out: np.ndarray | None = None) 
         buffer, n_read = _read_into(path, buffer)
         pixels = None
         if n_read >= 0:
-            if layout is None or buffer[:layout.header_bytes] != last_header:
+            if (layout is None or n_read < layout.header_bytes
+                    or buffer[:layout.header_bytes] != last_header):
                 layout = _layout_of(path, buffer, n_read)
                 last_header = bytes(buffer[:layout.header_bytes])
             pixels = _pixels(path, buffer, n_read, layout)

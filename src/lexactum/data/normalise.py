@@ -163,8 +163,8 @@ def _fit_with_rejection(y, x, good, prefix, minpix, ngrow, krej, max_iterations)
 
 
 @njit(cache=True)
-def _zscale_limits_one(image, samples, relative, ranks, good, prefix, keys, spare, counts, n_samples,
-                       contrast, max_reject, min_npixels, krej, max_iterations):
+def _zscale_limits_one(image, finite_pixels, samples, relative, ranks, good, prefix, keys, spare, counts,
+                       n_samples, contrast, max_reject, min_npixels, krej, max_iterations):
     """(vmin, vmax) of one flattened image; NaN, NaN when it has no finite pixel."""
     n_finite = 0
     for i in range(image.size):
@@ -178,18 +178,15 @@ def _zscale_limits_one(image, samples, relative, ranks, good, prefix, keys, spar
         npix = min(n_samples, (image.size + stride - 1) // stride)
         for j in range(npix):
             samples[j] = image[j * stride]
-    else:  # every stride-th finite pixel
-        skip = 0
+    else:  # every stride-th finite pixel: pack the finite ones first (branch-free), then sample
+        k = 0
         for i in range(image.size):
             value = image[i]
-            if np.isfinite(value):
-                if skip == 0:
-                    samples[npix] = value
-                    npix += 1
-                    if npix == n_samples:
-                        break
-                    skip = stride
-                skip -= 1
+            finite_pixels[k] = value
+            k += np.isfinite(value)
+        npix = min(n_samples, (n_finite + stride - 1) // stride)
+        for j in range(npix):
+            samples[j] = finite_pixels[j * stride]
     sorted_samples = samples[:npix]
     _sort_float32(sorted_samples, keys, spare, counts)
     vmin = np.float64(sorted_samples[0])
@@ -234,31 +231,40 @@ def _scale_one(image, out, vmin, vmax):
         out[i] = scaled if value - value == zero else zero
 
 
-@njit(cache=True, parallel=True)
-def _zscale_batch(images, out, limits, scale, n_chunks, n_samples, contrast, max_reject, min_npixels,
-                  krej, max_iterations):
-    """Limits (and, if ``scale``, scaled images into ``out``) for every row of ``images`` (M, P).
+@njit(cache=True, nogil=True)
+def _zscale_rows(images, out, limits, scale, start, stop, params):
+    """Limits (and, if ``scale``, scaled images into ``out``) for rows ``start:stop`` of ``images`` (M, P).
 
-    Work is split into a few chunks per thread so each chunk allocates its scratch arrays once.
+    Scratch arrays are allocated once per call, not per image. Releases the GIL, so callers may run
+    several calls in threads.
     """
+    n_samples, contrast, max_reject, min_npixels, krej, max_iterations = params
+    finite_pixels = np.empty(images.shape[1], dtype=np.float32)
+    samples = np.empty(n_samples, dtype=np.float32)
+    relative = np.empty(n_samples, dtype=np.float64)
+    ranks = np.arange(n_samples, dtype=np.float64)
+    good = np.empty(n_samples, dtype=np.float64)
+    prefix = np.empty(n_samples + 1, dtype=np.int64)
+    keys = np.empty(n_samples, dtype=np.uint32)
+    spare = np.empty(n_samples, dtype=np.uint32)
+    counts = np.empty((4, 256), dtype=np.int64)
+    for m in range(start, stop):
+        vmin, vmax = _zscale_limits_one(images[m], finite_pixels, samples, relative, ranks, good, prefix, keys,
+                                        spare, counts, n_samples, contrast, max_reject, min_npixels, krej,
+                                        max_iterations)
+        limits[m, 0] = vmin
+        limits[m, 1] = vmax
+        if scale:
+            _scale_one(images[m], out[m], vmin, vmax)
+
+
+@njit(cache=True, parallel=True)
+def _zscale_rows_parallel(images, out, limits, scale, n_chunks, params):
+    """:func:`_zscale_rows` over ``n_chunks`` slices of the rows on numba's threads (compiled on first use)."""
     n_images = images.shape[0]
     for chunk in prange(n_chunks):
-        samples = np.empty(n_samples, dtype=np.float32)
-        relative = np.empty(n_samples, dtype=np.float64)
-        ranks = np.arange(n_samples, dtype=np.float64)
-        good = np.empty(n_samples, dtype=np.float64)
-        prefix = np.empty(n_samples + 1, dtype=np.int64)
-        keys = np.empty(n_samples, dtype=np.uint32)
-        spare = np.empty(n_samples, dtype=np.uint32)
-        counts = np.empty((4, 256), dtype=np.int64)
-        for m in range(chunk * n_images // n_chunks, (chunk + 1) * n_images // n_chunks):
-            vmin, vmax = _zscale_limits_one(images[m], samples, relative, ranks, good, prefix, keys, spare,
-                                            counts, n_samples, contrast, max_reject, min_npixels, krej,
-                                            max_iterations)
-            limits[m, 0] = vmin
-            limits[m, 1] = vmax
-            if scale:
-                _scale_one(images[m], out[m], vmin, vmax)
+        _zscale_rows(images, out, limits, scale, chunk * n_images // n_chunks,
+                     (chunk + 1) * n_images // n_chunks, params)
 
 
 def _as_batch(images) -> np.ndarray:
@@ -269,7 +275,8 @@ def _as_batch(images) -> np.ndarray:
     return np.ascontiguousarray(images.reshape((1,) * (4 - images.ndim) + images.shape), dtype=np.float32)
 
 
-def _run_zscale(images, out, scale, n_samples, contrast, max_reject, min_npixels, krej, max_iterations):
+def _run_zscale(images, out, scale, parallel, n_samples, contrast, max_reject, min_npixels, krej,
+                max_iterations):
     if n_samples < 1 or max_iterations < 0 or min_npixels < 1:
         raise LexactumError(f"zscale parameters out of range: n_samples={n_samples} (>= 1), "
                             f"max_iterations={max_iterations} (>= 0), min_npixels={min_npixels} (>= 1)")
@@ -287,37 +294,41 @@ def _run_zscale(images, out, scale, n_samples, contrast, max_reject, min_npixels
             raise LexactumError(f"out has shape {out_array.shape} and dtype {out_array.dtype}; expected a "
                                 f"C-contiguous float32 array of shape {batch.shape}")
         flat_out = out_array.reshape(n * c, -1)
-    if n * c:
-        n_chunks = min(n * c, 4 * get_num_threads())
-        _zscale_batch(flat, flat_out, limits, scale, n_chunks, int(n_samples), float(contrast),
-                      float(max_reject), int(min_npixels), float(krej), int(max_iterations))
+    params = (int(n_samples), float(contrast), float(max_reject), int(min_npixels), float(krej),
+              int(max_iterations))
+    if parallel and n * c > 1:
+        _zscale_rows_parallel(flat, flat_out, limits, scale, min(n * c, 4 * get_num_threads()), params)
+    elif n * c:
+        _zscale_rows(flat, flat_out, limits, scale, 0, n * c, params)
     return out, limits[:, 0].reshape(n, c), limits[:, 1].reshape(n, c)
 
 
 def zscale_limits(images, contrast: float = 0.25, n_samples: int = 1000, max_reject: float = 0.5,
-                  min_npixels: int = 5, krej: float = 2.5, max_iterations: int = 5):
+                  min_npixels: int = 5, krej: float = 2.5, max_iterations: int = 5, parallel: bool = False):
     """ZScale ``(vmin, vmax)``, each of shape (N, C), for images (N, C, H, W) (or (C, H, W), (H, W)).
 
     Equal to ``ZScaleInterval(...).get_limits(image[np.isfinite(image)])`` per band image, which is also
     what astropy gives for the image with its NaN/inf in place (it drops them before sampling). An image
-    without any finite pixel gets NaN limits.
+    without any finite pixel gets NaN limits. ``parallel=True`` spreads the images over numba's threads.
     """
-    _, vmin, vmax = _run_zscale(images, None, False, n_samples, contrast, max_reject, min_npixels, krej,
-                                max_iterations)
+    _, vmin, vmax = _run_zscale(images, None, False, parallel, n_samples, contrast, max_reject, min_npixels,
+                                krej, max_iterations)
     return vmin, vmax
 
 
 def zscale(images, contrast: float = 0.25, n_samples: int = 1000, max_reject: float = 0.5,
-           min_npixels: int = 5, krej: float = 2.5, max_iterations: int = 5, out=None) -> np.ndarray:
+           min_npixels: int = 5, krej: float = 2.5, max_iterations: int = 5, out=None,
+           parallel: bool = False) -> np.ndarray:
     """Each band image scaled by its ZScale limits to [0, 1] with clipping, as the seed did.
 
     Returns float32 (N, C, H, W) (a 2-D or 3-D input gets leading axes of 1). NaN/inf pixels are ignored
     for the limits and become 0; a degenerate interval (constant image) gives 0 everywhere. ``out`` (a
     C-contiguous float32 array of the batch's shape, e.g. a memmap slice, or ``images`` itself for
-    in-place work) receives the result.
+    in-place work) receives the result. ``parallel=True`` spreads the images over numba's threads (worth
+    it for large batches when the caller is not already parallel; the first call compiles ~10 s more).
     """
-    result, _, _ = _run_zscale(images, out, True, n_samples, contrast, max_reject, min_npixels, krej,
-                               max_iterations)
+    result, _, _ = _run_zscale(images, out, True, parallel, n_samples, contrast, max_reject, min_npixels,
+                               krej, max_iterations)
     return result
 
 
@@ -338,21 +349,21 @@ def _no_normalisation(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _per_band(images: np.ndarray, reducer) -> np.ndarray:
+def _per_band(images: np.ndarray, reducer, **kwargs) -> np.ndarray:
     """``reducer`` over the pixels of each image and band, ignoring NaN, shape (N, C, 1, 1); NaN if empty."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN bands: result NaN, handled by callers
-        return reducer(images, axis=(2, 3), keepdims=True)
+        return reducer(images, axis=(2, 3), keepdims=True, **kwargs)
 
 
 def _rescale(images: np.ndarray, low: np.ndarray, span: np.ndarray) -> np.ndarray:
-    """(images - low) / span in place; bands with no positive finite span become 0."""
+    """(images - low) / span in place, computed in float64 (small spans on large offsets stay exact);
+    bands with no positive finite span become 0."""
     usable = np.isfinite(span) & (span > 0)
-    np.subtract(images, np.where(usable, low, 0).astype(np.float32), out=images)
-    np.multiply(images, np.where(usable, 1.0 / np.where(usable, span, 1.0), 0.0).astype(np.float32),
-                out=images)
+    inverse = np.where(usable, 1.0 / np.where(usable, span, 1.0), 0.0)
+    images[...] = (images - np.where(usable, low, 0.0)) * inverse
     return images
 
 
@@ -367,8 +378,8 @@ def _minmax(images: np.ndarray) -> np.ndarray:
 @register_normalisation("standardize")
 def _standardize(images: np.ndarray) -> np.ndarray:
     """Each image and band to zero mean and unit standard deviation over its finite pixels."""
-    mean = _per_band(images, np.nanmean)
-    std = _per_band(images, np.nanstd)
+    mean = _per_band(images, np.nanmean, dtype=np.float64)
+    std = _per_band(images, np.nanstd, dtype=np.float64)
     return _rescale(images, mean, std)
 
 
@@ -380,12 +391,35 @@ def _asinh(images: np.ndarray) -> np.ndarray:
     features are stretched linearly near the noise and bright cores compressed logarithmically.
     """
     median = _per_band(images, np.nanmedian)
-    np.subtract(images, np.where(np.isfinite(median), median, 0).astype(np.float32), out=images)
+    images -= np.where(np.isfinite(median), median, 0)
     sigma = 1.4826 * _per_band(np.abs(images), np.nanmedian)
-    sigma = np.where(sigma > 0, sigma, _per_band(images, np.nanstd))
+    sigma = np.where(sigma > 0, sigma, _per_band(images, np.nanstd, dtype=np.float64))
     _rescale(images, np.zeros_like(sigma), sigma)
     np.arcsinh(images, out=images)
     return _minmax(images)
+
+
+@njit(cache=True, nogil=True)
+def _copy_marking_missing(source, target, mask_value, use_mask):
+    """target = source with non-finite pixels (and, if ``use_mask``, those equal to ``mask_value``) as NaN.
+
+    Written without branches (x - x is 0 only for finite x) so that it vectorises.
+    """
+    zero = np.float32(0.0)
+    nan = np.float32(np.nan)
+    for i in range(source.size):
+        value = source[i]
+        missing = (value - value != zero) | (use_mask & (value == mask_value))
+        target[i] = nan if missing else value
+
+
+@njit(cache=True, nogil=True)
+def _zero_non_finite(values):
+    """Missing pixels become 0 in every method's output."""
+    zero = np.float32(0.0)
+    for i in range(values.size):
+        value = values[i]
+        values[i] = value if value - value == zero else zero
 
 
 def normalise(images, method: str = "zscale", mask_value: float | None = None, out=None) -> np.ndarray:
@@ -398,20 +432,14 @@ def normalise(images, method: str = "zscale", mask_value: float | None = None, o
     fn = get_normalisation(method)
     batch = _as_batch(images)
     if out is None:
-        work = batch.copy() if np.shares_memory(batch, np.asarray(images)) else batch
-        result = work
+        result = work = np.empty_like(batch)
     else:
-        work = np.asarray(out)
+        result, work = out, np.asarray(out)
         if work.shape != batch.shape or work.dtype != np.float32 or not work.flags.c_contiguous:
             raise LexactumError(f"out has shape {work.shape} and dtype {work.dtype}; expected a "
                                 f"C-contiguous float32 array of shape {batch.shape}")
-        if work.ctypes.data != batch.ctypes.data:  # not already in place
-            np.copyto(work, batch)
-        result = out
-    missing = ~np.isfinite(work)
-    if mask_value is not None:
-        missing |= work == np.float32(mask_value)
-    work[missing] = np.nan
+    _copy_marking_missing(batch.reshape(-1), work.reshape(-1),
+                          np.float32(0.0 if mask_value is None else mask_value), mask_value is not None)
     fn(work)
-    np.nan_to_num(work, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    _zero_non_finite(work.reshape(-1))
     return result

@@ -1,0 +1,193 @@
+"""Benchmark of the data path: the seed's per-image astropy path against LEXACTUM's batched one.
+
+On the same generated challenge-format files (space: 1 band, ground: 4 bands), times
+
+  (a) original: ``astropy.io.fits.getdata`` + ``ZScaleInterval()(image)``, one band-image at a time;
+  (b) ours:     ``read_fits_stack`` into one array + batched ``zscale`` (numba);
+
+each split into reading and normalising, as CPU time (``time.process_time``) and wall time, best of
+``--repeats``, per band-image, with the ratio (a)/(b). ``bench_loader`` and ``bench_augment`` time the
+cache, loader and augmentation when those modules are importable.
+
+    python benchmarks/bench_data.py --n 200 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def best_of(fn, repeats: int) -> dict:
+    """Best CPU and wall seconds of ``repeats`` calls of ``fn()``."""
+    cpu, wall = [], []
+    for _ in range(repeats):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    return {"cpu_s": min(cpu), "wall_s": min(wall)}
+
+
+def object_files(root: Path, survey: str, n: int) -> list[list[Path]]:
+    """Band files of each object of a toy test-layout dataset, in channel order."""
+    from lexactum.data.surveys import get_survey
+    from lexactum.simulate import writer
+
+    fmt = get_survey(survey)
+    return [writer.band_paths(root, fmt, "test", i, 100_000 + i) for i in range(n)]
+
+
+def bench_original_vs_ours(files: list[list[Path]], repeats: int, parallel: bool) -> dict:
+    """Per band-image timings of (a) astropy one image at a time and (b) our batched path."""
+    from astropy.io import fits
+    from astropy.visualization import ZScaleInterval
+
+    from lexactum.data.fits import read_fits_stack
+    from lexactum.data.normalise import zscale
+
+    flat = [path for bands in files for path in bands]
+    n_objects, n_bands = len(files), len(files[0])
+    n_images = len(flat)
+    interval = ZScaleInterval()
+    raw = [fits.getdata(path) for path in flat]
+    buffer = np.empty((n_images, 101, 101), dtype=np.float32)
+    zscale(buffer[:1].reshape(1, 1, 101, 101), parallel=parallel)  # load the compiled code first
+
+    def original_read():
+        for path in flat:
+            fits.getdata(path)
+
+    def original_normalise():
+        for image in raw:
+            interval(image)
+
+    def original_total():
+        for path in flat:
+            interval(fits.getdata(path))
+
+    def ours_read():
+        read_fits_stack(flat, out=buffer)
+
+    batch = buffer.reshape(n_objects, n_bands, 101, 101)
+    scaled = np.empty_like(batch)
+
+    def ours_normalise():
+        zscale(batch, out=scaled, parallel=parallel)
+
+    def ours_total():
+        read_fits_stack(flat, out=buffer)
+        zscale(batch, out=scaled, parallel=parallel)
+
+    rows = {}
+    for step, original, ours in (("read", original_read, ours_read),
+                                 ("zscale", original_normalise, ours_normalise),
+                                 ("read+zscale", original_total, ours_total)):
+        a, b = best_of(original, repeats), best_of(ours, repeats)
+        rows[step] = {
+            "original_cpu_us": 1e6 * a["cpu_s"] / n_images, "original_wall_us": 1e6 * a["wall_s"] / n_images,
+            "ours_cpu_us": 1e6 * b["cpu_s"] / n_images, "ours_wall_us": 1e6 * b["wall_s"] / n_images,
+            "ratio_cpu": a["cpu_s"] / max(b["cpu_s"], 1e-9), "ratio_wall": a["wall_s"] / max(b["wall_s"], 1e-9),
+        }
+    return {"band_images": n_images, "steps": rows}
+
+
+def bench_loader(root: Path, survey: str, repeats: int) -> dict | None:
+    """[needs lexactum.data.cache + loader] Preparing the cache, then one pass of the loader over it."""
+    try:
+        from lexactum.data.cache import prepare
+        from lexactum.data.loader import make_loader
+    except ImportError as exc:
+        print(f"  bench_loader skipped: {exc}")
+        return None
+    results = {}
+    with tempfile.TemporaryDirectory() as cache_dir:
+        c0, w0 = time.process_time(), time.perf_counter()
+        prepared = prepare(root, normalisation="zscale", cache_dir=cache_dir, progress=False)
+        n = len(prepared)
+        results["prepare_wall_us_per_object"] = 1e6 * (time.perf_counter() - w0) / n
+        results["prepare_cpu_us_per_object_main_process"] = 1e6 * (time.process_time() - c0) / n
+        loader = make_loader(prepared, batch_size=64, shuffle=True, num_workers=0)
+
+        def one_epoch():
+            for _ in loader:
+                pass
+
+        timing = best_of(one_epoch, repeats)
+        results["loader_wall_us_per_object"] = 1e6 * timing["wall_s"] / n
+        results["loader_cpu_us_per_object"] = 1e6 * timing["cpu_s"] / n
+    return results
+
+
+def bench_augment(n_bands: int, repeats: int) -> dict | None:
+    """[needs lexactum.data.augment] The seed's augmentation of a batch of 64 images on the CPU."""
+    try:
+        import torch
+
+        from lexactum.data.augment import Augmenter
+    except ImportError as exc:
+        print(f"  bench_augment skipped: {exc}")
+        return None
+    generator = torch.Generator().manual_seed(0)
+    batch = torch.rand((64, n_bands, 101, 101), generator=generator)
+    augmenter = Augmenter()
+    augmenter(batch, generator)
+    timing = best_of(lambda: augmenter(batch, generator), repeats)
+    return {"cpu_us_per_image": 1e6 * timing["cpu_s"] / 64, "wall_us_per_image": 1e6 * timing["wall_s"] / 64}
+
+
+def print_table(survey: str, result: dict) -> None:
+    print(f"\n{survey}: {result['band_images']} band-images, microseconds per band-image (best of repeats)")
+    print(f"  {'step':<12} {'astropy cpu':>12} {'ours cpu':>10} {'ratio':>7}   {'astropy wall':>12} "
+          f"{'ours wall':>10} {'ratio':>7}")
+    for step, row in result["steps"].items():
+        print(f"  {step:<12} {row['original_cpu_us']:>12.1f} {row['ours_cpu_us']:>10.1f} {row['ratio_cpu']:>6.1f}x   "
+              f"{row['original_wall_us']:>12.1f} {row['ours_wall_us']:>10.1f} {row['ratio_wall']:>6.1f}x")
+    for name in ("loader", "augment"):
+        if result.get(name):
+            print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in result[name].items()))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200, help="objects per survey (default 200)")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per measurement; the best is kept")
+    parser.add_argument("--surveys", nargs="+", default=["space", "ground"], choices=["space", "ground"])
+    parser.add_argument("--parallel", action="store_true", help="batched zscale on numba's threads")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.n < 1 or args.repeats < 1:
+        parser.error("--n and --repeats must be at least 1")
+
+    from lexactum.simulate.toy import write_toy_dataset
+
+    results = {"n_objects": args.n, "repeats": args.repeats, "parallel": args.parallel,
+               "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()), "surveys": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for survey in args.surveys:
+            root = write_toy_dataset(Path(tmp) / survey, survey=survey, n=args.n, layout="test",
+                                     mask_fraction=0.3)
+            files = object_files(root, survey, args.n)
+            result = bench_original_vs_ours(files, args.repeats, args.parallel)
+            result["loader"] = bench_loader(root, survey, args.repeats)
+            result["augment"] = bench_augment(len(files[0]), args.repeats)
+            results["surveys"][survey] = result
+            print_table(survey, result)
+    print(f"\nload average during the run: {results['load_average']} on {results['cpu_count']} cores")
+    if args.json:
+        tmp_json = args.json.with_name(args.json.name + ".part")
+        tmp_json.write_text(json.dumps(results, indent=2) + "\n")
+        os.replace(tmp_json, args.json)
+        print(f"results written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
