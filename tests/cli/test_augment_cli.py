@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import struct
 
+import numpy as np
 import pytest
 
 from lexactum.cli import main
 from lexactum.cli.augment import preview_layout
+from lexactum.evaluation.plots import image_grid
 
 
 def png_size(path) -> tuple[int, int]:
@@ -23,8 +25,12 @@ def test_preview_writes_a_png_grid_with_two_rows_per_set(make_dataset, tmp_path,
     out = tmp_path / "new" / "folder" / "grid.png"
     assert main(["augment-preview", str(dataset), "--out", str(out), "--n", str(n), "--seed", "3"]) == 0
     assert preview_layout(n) == (columns, rows // 2)
+    # Same pixel size as the shared grid helper gives a titled grid of `rows` x `columns` images.
+    reference = image_grid(np.zeros((rows * columns, 1, 101, 101)), tmp_path / "reference.png",
+                           titles=["100000"] * (rows * columns), ncols=columns)
     width, height = png_size(out)
-    assert width / height == pytest.approx(columns / rows, rel=0.1)
+    assert (width, height) == png_size(reference)
+    assert width / height == pytest.approx(columns / rows, rel=0.2)  # cells are about square
     assert [p.name for p in out.parent.iterdir()] == ["grid.png"]  # no temporary file left behind
     assert str(out) in capsys.readouterr().out
 

@@ -146,10 +146,14 @@ def scipy_reference(batch: torch.Tensor, matrices: torch.Tensor) -> np.ndarray:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("height, width", [(SIZE, SIZE), (40, 57)])
-def test_full_augmentation_matches_scipy_ndimage(backend, height, width):
+@pytest.mark.parametrize("height, width, settings", [
+    (SIZE, SIZE, {}),
+    (40, 57, {}),
+    (SIZE, SIZE, dict(p=0.8, translate=0.95, scale=(0.3, 3.0), shear_deg=60.0)),  # mostly off the image
+])
+def test_full_augmentation_matches_scipy_ndimage(backend, height, width, settings):
     batch = random_batch(n=12, channels=2, height=height, width=width, seed=7)
-    matrices = augment_matrices(12, seeded(8), size=(height, width))
+    matrices = augment_matrices(12, seeded(8), size=(height, width), **settings)
     out = apply_matrices(batch, matrices, backend=backend)
     np.testing.assert_allclose(out.double().numpy(), scipy_reference(batch, matrices),
                                atol=TOLERANCE[backend])
@@ -164,6 +168,15 @@ def test_backends_agree_and_inplace_overwrites_the_batch():
     copy = batch.clone()
     result = apply_matrices(copy, matrices, backend="numba", inplace=True)
     assert result is copy and torch.equal(copy, by_numba)
+
+
+def test_cpu_threads_split_the_batch_without_changing_the_result(monkeypatch):
+    batch = random_batch(n=23, channels=1, seed=21)
+    matrices = augment_matrices(23, seeded(22))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    alone = apply_matrices(batch, matrices, backend="numba")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert torch.equal(apply_matrices(batch, matrices, backend="numba"), alone)
 
 
 def test_disabled_or_never_applied_returns_the_input_values():

@@ -64,7 +64,7 @@ def run(args) -> int:
     augmented = Augmenter()(torch.from_numpy(originals), generator=generator).numpy()
 
     columns, sets = preview_layout(n)
-    blank = np.zeros_like(originals[:1])
+    blank = np.ones_like(originals[:1])  # white, like the background of the grid
     cells, titles = [], []
     for start in range(0, columns * sets, columns):
         stop = min(start + columns, n)

@@ -22,21 +22,26 @@ each and shear "in x and in y"; shear is split into two transforms, as in imgaug
 Coordinates: ``x`` is the column (last axis, increasing rightwards), ``y`` the row (increasing
 downwards), both measured from the image centre ``((W-1)/2, (H-1)/2)``, so the transforms map pixel centres
 of an ``H x W`` image the way the functions named above do. Every image's transforms are composed into
-one 3x3 matrix (the forward map, input position -> output position) and the batch is resampled with a
-single ``affine_grid`` + ``grid_sample`` (bilinear, zeros outside). Images whose matrix is a pure
-flip/rotation are resampled with nearest-neighbour sampling, which for them is exact, so flipped or
-rotated images hold exactly the input values.
+one 3x3 matrix (the forward map, input position -> output position; 7 batched products, no loop over
+images) and the whole batch is resampled at once, bilinear with zeros outside: on GPUs (any non-CPU
+device) by one ``F.affine_grid`` + ``F.grid_sample``; on CPU by a numba kernel with the same result that
+builds no grid (2-4x faster there, and it can work in place). Images whose matrix is a pure
+flip/rotation are sampled nearest-neighbour, which for them is exact: they hold exactly the input values.
 
-Random numbers come from ``generator`` (or torch's global generator) on its own device, in a layout that
-does not depend on ``p`` or on which transforms are enabled: with the same seed, switching one transform
-off leaves the others' parameters unchanged.
+Random numbers come from ``generator`` (on its own device) or else torch's global CPU generator, 21 per
+image in a layout that does not depend on ``p`` or on which transforms are enabled: with the same seed,
+switching one transform off leaves the others' parameters unchanged. The matrices are built on the CPU in
+float64 (tiny) and only the sampling runs on the batch's device.
 """
 
 from __future__ import annotations
 
-import functools
+import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -62,6 +67,11 @@ class AugmentationDraw:
     """(n, 7) bool: image ``i`` got transform ``TRANSFORMS[j]``."""
     order: torch.Tensor
     """(n, 7) long: image ``i`` applies ``TRANSFORMS[order[i, 0]]`` first, then ``order[i, 1]``..."""
+
+
+def _transform_names(transforms) -> tuple[str, ...]:
+    """The enabled transforms as a tuple of names (one name alone is accepted too)."""
+    return (transforms,) if isinstance(transforms, str) else tuple(transforms)
 
 
 def _check_params(p, translate, scale, shear_deg, transforms) -> tuple[float, float]:
@@ -92,44 +102,52 @@ def _image_size(size) -> tuple[int, int]:
     return height, width
 
 
+_ROTATIONS = np.array([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [-1.0, 0.0]],
+                       [[-1.0, 0.0], [0.0, -1.0]], [[0.0, -1.0], [1.0, 0.0]]])
+"""Linear part of 0, 1, 2, 3 quarter turns (``torch.rot90`` sense) in (x, y) = (column, row)."""
+
+
 def draw_augmentations(n: int, generator: torch.Generator | None = None, *, p: float = 0.5,
                        translate: float = 0.1, scale: tuple[float, float] = (0.75, 1.1),
                        shear_deg: float = 20.0, transforms=TRANSFORMS, size=101) -> AugmentationDraw:
-    """Draw the transforms of ``n`` images of ``size`` (int or ``(H, W)``) and compose their matrices."""
+    """Draw the transforms of ``n`` images of ``size`` (int or ``(H, W)``) and compose their matrices.
+
+    The small per-image matrices are built with numpy: per call this costs well under a millisecond,
+    where the same steps as torch operations cost a few (it matters at the seed's batch size of 8).
+    """
+    transforms = _transform_names(transforms)
     scale_low, scale_high = _check_params(p, translate, scale, shear_deg, transforms)
     height, width = _image_size(size)
     device = generator.device if generator is not None else torch.device("cpu")
-    draws = torch.rand(n, _N_DRAWS, generator=generator, device=device).to("cpu", torch.float64)
+    draws = torch.rand(n, _N_DRAWS, generator=generator, device=device).to("cpu", torch.float64).numpy()
 
-    enabled = torch.tensor([name in transforms for name in TRANSFORMS])
+    enabled = np.array([name in transforms for name in TRANSFORMS])
     included = (draws[:, _INCLUDE:_INCLUDE + 7] < p) & enabled
-    order = torch.argsort(draws[:, _ORDER:_ORDER + 7], dim=1)
+    order = np.argsort(draws[:, _ORDER:_ORDER + 7], axis=1)
 
     # One candidate matrix per image and transform (identity where not included), forward maps.
-    candidates = torch.eye(3, dtype=torch.float64).repeat(n, 7, 1, 1)
+    candidates = np.tile(np.eye(3), (n, 7, 1, 1))
     candidates[:, 0, 0, 0] = -1.0
     candidates[:, 1, 1, 1] = -1.0
-    quarter_turns = 1 + torch.floor(draws[:, _ROT] * 3).clamp(max=2).long()  # 1, 2 or 3
-    rotations = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [-1.0, 0.0]],
-                              [[-1.0, 0.0], [0.0, -1.0]], [[0.0, -1.0], [1.0, 0.0]]], dtype=torch.float64)
-    candidates[:, 2, :2, :2] = rotations[quarter_turns]
+    quarter_turns = 1 + np.minimum(np.floor(draws[:, _ROT] * 3), 2).astype(np.int64)  # 1, 2 or 3
+    candidates[:, 2, :2, :2] = _ROTATIONS[quarter_turns]
     shift = (2.0 * draws[:, _SHIFT:_SHIFT + 2] - 1.0) * translate
     candidates[:, 3, 0, 2] = shift[:, 0] * width
     candidates[:, 3, 1, 2] = shift[:, 1] * height
     stretch = scale_low + (scale_high - scale_low) * draws[:, _SCALE:_SCALE + 2]
     candidates[:, 4, 0, 0] = stretch[:, 0]
     candidates[:, 4, 1, 1] = stretch[:, 1]
-    slant = torch.tan(torch.deg2rad((2.0 * draws[:, _SHEAR:_SHEAR + 2] - 1.0) * shear_deg))
+    slant = np.tan(np.deg2rad((2.0 * draws[:, _SHEAR:_SHEAR + 2] - 1.0) * shear_deg))
     candidates[:, 5, 0, 1] = slant[:, 0]
     candidates[:, 6, 1, 0] = slant[:, 1]
-    identity = torch.eye(3, dtype=torch.float64)
-    candidates = torch.where(included[:, :, None, None], candidates, identity)
+    candidates = np.where(included[:, :, None, None], candidates, np.eye(3))
 
-    rows = torch.arange(n)
-    total = identity.repeat(n, 1, 1)
+    rows = np.arange(n)
+    total = np.tile(np.eye(3), (n, 1, 1))
     for position in range(7):  # 7 batched products, no loop over images
         total = candidates[rows, order[:, position]] @ total
-    return AugmentationDraw(matrices=total[:, :2, :].contiguous(), included=included, order=order)
+    return AugmentationDraw(matrices=torch.from_numpy(np.ascontiguousarray(total[:, :2, :])),
+                            included=torch.from_numpy(included), order=torch.from_numpy(order))
 
 
 def augment_matrices(n: int, generator: torch.Generator | None = None, **params) -> torch.Tensor:
@@ -137,119 +155,158 @@ def augment_matrices(n: int, generator: torch.Generator | None = None, **params)
     return draw_augmentations(n, generator, **params).matrices
 
 
-def _is_pixel_permutation(matrices: torch.Tensor) -> torch.Tensor:
+def _is_pixel_permutation(matrices: np.ndarray) -> np.ndarray:
     """(n,) bool: the map only permutes pixel centres (flips and quarter turns, no shift)."""
     linear = matrices[:, :, :2]
-    return ((linear == linear.round()).all(dim=(1, 2)) & (linear.abs().sum(dim=2) == 1).all(dim=1)
-            & (matrices[:, :, 2] == 0).all(dim=1))
+    return ((linear == np.round(linear)).all(axis=(1, 2)) & (np.abs(linear).sum(axis=2) == 1).all(axis=1)
+            & (matrices[:, :, 2] == 0).all(axis=1))
+
+
+def _inverse_in(matrices: np.ndarray, to_centred: np.ndarray) -> np.ndarray:
+    """(n, 2, 3) float64 output -> input maps of forward ``matrices``, in the coordinates that the 3x3
+    ``to_centred`` maps to centred pixel coordinates. (The 2x2 inverse is written out: exact for flips and
+    rotations, and batched ``torch.linalg.inv`` takes milliseconds on CPU.)"""
+    (a, b), (c, d) = matrices[:, 0, :2].T, matrices[:, 1, :2].T
+    det = a * d - b * c
+    inverse = np.zeros((len(matrices), 3, 3))
+    inverse[:, :2, :2] = np.stack([np.stack([d, -b], 1), np.stack([-c, a], 1)], 1) / det[:, None, None]
+    inverse[:, :2, 2] = -(inverse[:, :2, :2] @ matrices[:, :, 2:])[:, :, 0]
+    inverse[:, 2, 2] = 1.0
+    return np.ascontiguousarray((np.linalg.inv(to_centred) @ inverse @ to_centred)[:, :2, :])
 
 
 def sampling_grid_theta(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The ``F.affine_grid`` theta (output -> input, normalised, ``align_corners=True``) of forward maps."""
-    n = matrices.shape[0]
-    forward = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
-    forward[:, :2, :] = matrices.to(torch.float64)
-    half = torch.diag(torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0, 1.0], dtype=torch.float64))
-    inverse_half = torch.diag(1.0 / torch.diagonal(half))
-    theta = inverse_half @ torch.linalg.inv(forward) @ half
-    return theta[:, :2, :]
+    half_size = np.diag([(width - 1) / 2.0, (height - 1) / 2.0, 1.0])
+    return torch.from_numpy(_inverse_in(_as_numpy(matrices), half_size))
 
 
-def _pixel_inverse(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(n, 2, 3) float64 output -> input maps in raw pixel indices ``(column, row)``."""
-    n = matrices.shape[0]
-    forward = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
-    forward[:, :2, :] = matrices.to(torch.float64)
-    centre = torch.eye(3, dtype=torch.float64)
-    centre[:2, 2] = torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0], dtype=torch.float64)
-    return (centre @ torch.linalg.inv(forward) @ torch.linalg.inv(centre))[:, :2, :]
+def _pixel_inverse(matrices: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Output -> input maps in raw pixel indices ``(column, row)``."""
+    from_corner = np.eye(3)
+    from_corner[:2, 2] = -(width - 1) / 2.0, -(height - 1) / 2.0
+    return _inverse_in(matrices, from_corner)
 
 
-@functools.cache
-def _cpu_resampler():
-    """Numba kernel with ``grid_sample`` semantics (bilinear, zeros outside; nearest where ``exact``).
+def _as_numpy(matrices) -> np.ndarray:
+    return np.asarray(matrices.cpu() if isinstance(matrices, torch.Tensor) else matrices, dtype=np.float64)
 
-    On CPU, ``affine_grid`` + ``grid_sample`` cost 35-50 % of a lens_flow training step (batch 256), much
-    of it in allocating the grid and output; this kernel builds no grid and can write in place (each
-    image is copied to a small scratch first). Tests check it against ``F.grid_sample``.
+
+@numba.njit(cache=True, nogil=True)
+def _inside_span(slope, offset, limit, width):
+    """Columns ``x`` in [0, width) with ``0 <= slope * x + offset < limit``, as (start, end)."""
+    if slope == 0.0:
+        return (0, width) if 0.0 <= offset < limit else (0, 0)
+    low, high = -offset / slope, (limit - offset) / slope
+    if slope < 0.0:
+        low, high = high, low
+    start = min(max(0, int(math.floor(low)) - 1), width)
+    end = max(min(width, int(math.ceil(high)) + 1), start)
+    while start < end and not 0.0 <= slope * start + offset < limit:
+        start += 1
+    while end > start and not 0.0 <= slope * (end - 1) + offset < limit:
+        end -= 1
+    return start, end
+
+
+@numba.njit(cache=True, nogil=True)
+def _resample(images, inverse, exact, out):
+    """Bilinear resampling with zeros outside (nearest where ``exact``), the semantics of ``grid_sample``.
+
+    On CPU, ``affine_grid`` + ``grid_sample`` cost 35-55 % of a lens_flow training step (batch 256), much
+    of it in building the grid; this kernel builds none and can write in place (each image is first
+    copied into a scratch with a one-pixel zero border). Along each output row the source position is
+    linear in x, so the span of columns that read inside the image is solved once per row and the inner
+    loop has no bounds tests. Tests check it against ``F.grid_sample`` and scipy.
     """
-    import numba
-    import numpy as np
+    n, channels, height, width = images.shape
+    padded = np.zeros((channels, height + 2, width + 2), dtype=images.dtype)
+    columns = np.empty(width, np.int64)
+    rows = np.empty(width, np.int64)
+    right = np.zeros(width, np.float64)
+    below = np.zeros(width, np.float64)
+    for i in range(n):
+        padded[:, 1:-1, 1:-1] = images[i]
+        # Source position in padded pixels: (ax x + bx y + cx, ay x + by y + cy).
+        ax, bx, cx = inverse[i, 0, 0], inverse[i, 0, 1], inverse[i, 0, 2] + 1.0
+        ay, by, cy = inverse[i, 1, 0], inverse[i, 1, 1], inverse[i, 1, 2] + 1.0
+        for y in range(height):
+            offset_x = bx * y + cx
+            offset_y = by * y + cy
+            start_x, end_x = _inside_span(ax, offset_x, width + 1.0, width)
+            start_y, end_y = _inside_span(ay, offset_y, height + 1.0, width)
+            start = max(start_x, start_y)
+            end = max(start, min(end_x, end_y))
+            for x in range(start, end):
+                sx = ax * x + offset_x
+                sy = ay * x + offset_y
+                if exact[i]:
+                    columns[x] = int(np.rint(sx))
+                    rows[x] = int(np.rint(sy))
+                else:
+                    columns[x] = int(sx)
+                    rows[x] = int(sy)
+                    right[x] = sx - columns[x]
+                    below[x] = sy - rows[x]
+            for ch in range(channels):
+                plane = padded[ch]
+                row = out[i, ch, y]
+                row[:start] = 0.0
+                row[end:] = 0.0
+                if exact[i]:
+                    for x in range(start, end):
+                        row[x] = plane[rows[x], columns[x]]
+                    continue
+                for x in range(start, end):
+                    x0, y0, fx, fy = columns[x], rows[x], right[x], below[x]
+                    row[x] = ((1.0 - fy) * ((1.0 - fx) * plane[y0, x0] + fx * plane[y0, x0 + 1])
+                              + fy * ((1.0 - fx) * plane[y0 + 1, x0] + fx * plane[y0 + 1, x0 + 1]))
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def resample(images, inverse, exact, out):
-        n, channels, height, width = images.shape
-        for i in numba.prange(n):
-            src = images[i].copy()
-            ax, bx, cx = inverse[i, 0, 0], inverse[i, 0, 1], inverse[i, 0, 2]
-            ay, by, cy = inverse[i, 1, 0], inverse[i, 1, 1], inverse[i, 1, 2]
-            for y in range(height):
-                row_x = bx * y + cx
-                row_y = by * y + cy
-                for x in range(width):
-                    sx = ax * x + row_x
-                    sy = ay * x + row_y
-                    if not (-1.0 < sx < width and -1.0 < sy < height):
-                        for ch in range(channels):
-                            out[i, ch, y, x] = 0.0
-                        continue
-                    if exact[i]:
-                        ix = int(np.rint(sx))
-                        iy = int(np.rint(sy))
-                        inside = 0 <= ix < width and 0 <= iy < height
-                        for ch in range(channels):
-                            out[i, ch, y, x] = src[ch, iy, ix] if inside else 0.0
-                        continue
-                    x0 = int(sx + 1.0) - 1  # floor, as sx > -1
-                    y0 = int(sy + 1.0) - 1
-                    fx = sx - x0
-                    fy = sy - y0
-                    # Corners outside the image weigh 0 (zero fill); their clamped indices stay readable.
-                    left = (1.0 - fx) * (x0 >= 0)
-                    right = fx * (x0 + 1 < width)
-                    top = (1.0 - fy) * (y0 >= 0)
-                    bottom = fy * (y0 + 1 < height)
-                    xa = max(x0, 0)
-                    xb = min(x0 + 1, width - 1)
-                    ya = max(y0, 0)
-                    yb = min(y0 + 1, height - 1)
-                    for ch in range(channels):
-                        out[i, ch, y, x] = (top * (left * src[ch, ya, xa] + right * src[ch, ya, xb])
-                                            + bottom * (left * src[ch, yb, xa] + right * src[ch, yb, xb]))
 
-    return resample
+def _resample_on_cpu(images, inverse, exact, out) -> None:
+    """Run the kernel on chunks of the batch in torch's number of threads (the kernel releases the GIL)."""
+    n = len(images)
+    workers = max(1, min(torch.get_num_threads(), n // 4))
+    if workers == 1:
+        _resample(images, inverse, exact, out)
+        return
+    bounds = [n * k // workers for k in range(workers + 1)]
+    with ThreadPoolExecutor(workers) as pool:
+        chunks = [pool.submit(_resample, images[a:b], inverse[a:b], exact[a:b], out[a:b])
+                  for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        for chunk in chunks:
+            chunk.result()
 
 
 def apply_matrices(batch: torch.Tensor, matrices: torch.Tensor, backend: str = "auto",
                    inplace: bool = False) -> torch.Tensor:
     """Resample ``batch`` (N, C, H, W) with forward maps ``matrices`` (N, 2, 3): bilinear, zeros outside.
 
-    ``backend``: ``"torch"`` (``affine_grid`` + ``grid_sample``, any device), ``"numba"`` (CPU float32/64
-    only, several times faster there) or ``"auto"`` (numba for CPU float32/64 batches without grad, torch
+    ``backend``: ``"torch"`` (``affine_grid`` + ``grid_sample``, any device), ``"numba"`` (CPU float32
+    only, 2-4x faster there) or ``"auto"`` (numba for CPU float32 batches without grad, torch
     otherwise). Images whose map only permutes pixels (flips, quarter turns) are sampled nearest, hence
     exactly. ``inplace=True`` overwrites and returns ``batch`` (on CPU it saves allocating a new batch).
     """
     height, width = batch.shape[-2:]
+    matrices = _as_numpy(matrices)
     exact = _is_pixel_permutation(matrices)
-    cpu_ready = batch.device.type == "cpu" and batch.dtype in (torch.float32, torch.float64)
+    cpu_ready = batch.device.type == "cpu" and batch.dtype == torch.float32
     if backend == "auto":
         backend = "numba" if cpu_ready and not batch.requires_grad else "torch"
     if backend == "numba":
         if not cpu_ready:
             raise LexactumError(
-                f"the numba backend needs a CPU float32/64 batch, got {batch.device} {batch.dtype}")
+                f"the numba backend needs a CPU float32 batch, got {batch.device} {batch.dtype}")
         images = batch.detach().contiguous()
         out = images if inplace else torch.empty_like(images)
-        _cpu_resampler()(images.numpy(), _pixel_inverse(matrices, height, width).numpy(), exact.numpy(),
-                         out.numpy())
+        _resample_on_cpu(images.numpy(), _pixel_inverse(matrices, height, width), exact, out.numpy())
     elif backend == "torch":
         theta = sampling_grid_theta(matrices, height, width).to(device=batch.device, dtype=batch.dtype,
                                                                 non_blocking=True)
         grid = F.affine_grid(theta, list(batch.shape), align_corners=True)
         out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        exact = torch.nonzero(exact).flatten()
-        if len(exact):  # flips/rotations: nearest sampling lands exactly on the source pixels
-            exact = exact.to(batch.device)
+        if exact.any():  # flips/rotations: nearest sampling lands exactly on the source pixels
+            exact = torch.from_numpy(np.flatnonzero(exact)).to(batch.device)
             out[exact] = F.grid_sample(batch[exact], grid[exact], mode="nearest", padding_mode="zeros",
                                        align_corners=True)
     else:
@@ -274,7 +331,7 @@ class Augmenter(nn.Module):
                  scale: tuple[float, float] = (0.75, 1.1), shear_deg: float = 20.0,
                  transforms=TRANSFORMS, inplace: bool = False, backend: str = "auto"):
         super().__init__()
-        transforms = (transforms,) if isinstance(transforms, str) else tuple(transforms)
+        transforms = _transform_names(transforms)
         _check_params(p, translate, scale, shear_deg, transforms)
         if backend not in BACKENDS:
             raise LexactumError(f"unknown augmentation backend {backend!r}: choose {', '.join(BACKENDS)}")
