@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +92,7 @@ def test_model_file_reproduces_the_run_scores(trained):
     assert (meta["network"], meta["survey"], meta["epochs"], meta["seed"]) == ("lens_flow", "space", 2, 5)
     assert meta["split"]["fractions"] == [0.5, 0.375, 0.125] and meta["split"]["n_test"] == 20
     assert math.isclose(meta["metrics"]["auc"], result.metrics["auc"])
+    assert Path(meta["dataset"]) == Path(config.dataset).resolve() and meta["test_dataset"] is None
 
     from lexactum.data.cache import prepare
 
@@ -126,6 +129,46 @@ def test_resumed_run_ends_with_the_same_weights(make_dataset, tmp_path):
     assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in straight.history]
     saved = runs.read_config(tmp_path / "resumed")
     assert saved["config"]["epochs"] == 2 and len(saved["resumed"]) == 1
+
+
+def test_early_stopping_keeps_the_best_epoch(make_dataset, tmp_path):
+    from lightning.pytorch.callbacks import EarlyStopping
+    from safetensors.torch import load_file
+
+    trainer = build_trainer(tmp_path / "t", epochs=5, device="cpu", patience=3, progress=False)
+    stoppers = [cb for cb in trainer.callbacks if isinstance(cb, EarlyStopping)]
+    assert len(stoppers) == 1 and (stoppers[0].monitor, stoppers[0].patience, stoppers[0].mode) == ("val_auc", 3, "max")
+
+    dataset = make_dataset(n=48, seed=5)
+    result = train(_config(tmp_path, dataset, epochs=2, patience=3, augment=False, split=(0.5, 0.25, 0.25),
+                           run_dir=tmp_path / "run", model_out=tmp_path / "m.safetensors"))
+    best = torch.load(result.run_dir / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    saved = load_file(result.model_path)
+    for key, value in saved.items():
+        assert torch.equal(value, best[f"network.{key}"]), key
+
+
+def test_separate_test_dataset_is_scored_whole(make_dataset, tmp_path):
+    training_set = make_dataset(n=40, layout="train", seed=6)
+    test_set = make_dataset(n=30, layout="test", seed=7)
+    result = train(_config(tmp_path, training_set, test_dataset=test_set, augment=False, run_dir=tmp_path / "run"))
+    split = json.loads((result.run_dir / "split.json").read_text())
+    assert (split["train"]["n"], split["val"]["n"], split["test"]["n"]) == (38, 2, 30)
+    assert split["test"]["ids"] == list(range(100_000, 100_030))
+    assert result.metrics["n"] == 30 and split["fractions"] == [0.95, 0.05, 0.0]
+    assert json.loads((result.run_dir / "config.json").read_text())["config"]["test_dataset"] == str(test_set)
+    with pytest.raises(LexactumError, match="has a test part"):
+        train(_config(tmp_path, training_set, test_dataset=test_set, split=(0.5, 0.25, 0.25)))
+
+
+def test_cpu_threads_uses_idle_cores_and_restores():
+    from lexactum.training import cpu_threads, idle_cpu_count
+
+    before = torch.get_num_threads()
+    assert 1 <= idle_cpu_count() <= (os.cpu_count() or 1)
+    with cpu_threads(1) as inside:
+        assert inside == torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 def test_augmentation_only_touches_training_batches(tmp_path):

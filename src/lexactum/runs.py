@@ -119,18 +119,22 @@ def new_run_dir(survey: str, network: str, root: str | os.PathLike = RUNS_ROOT,
 def write_config(run_dir: str | os.PathLike, config: Mapping) -> Path:
     """``config.json``: the resolved configuration plus the versions of the software that ran it."""
     import platform
-
-    import lightning
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
 
     from lexactum import __version__
+
+    def installed(name: str) -> str | None:  # from the package metadata: importing lightning takes seconds
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     record = dict(config)
     record["versions"] = {
         "lexactum": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
+        "torch": installed("torch"),
+        "lightning": installed("lightning"),
     }
     record.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
     return write_json(Path(run_dir) / CONFIG, record)

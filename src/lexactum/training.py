@@ -1,13 +1,15 @@
 """Training a lens finder with Lightning: the module, the Trainer, and :func:`train` that does a whole run.
 
-A run is reproducible and resumable: everything random in an epoch (shuffle, dropout, augmentation) is
-seeded from ``(seed, epoch)`` alone, so a run resumed from ``last.ckpt`` ends with the same weights as one
-that was never interrupted (exactly, on CPU). Lightning checkpoints are pickles: they are only ever read
+A run is reproducible and resumable: everything random in an epoch is seeded from the run's seed and the
+epoch alone (the loader's shuffle and the augmentation from ``(seed, epoch)``, dropout from ``(seed, epoch,
+batch)``), so a run resumed from ``last.ckpt`` ends with the same weights as one that was never interrupted
+(exactly, on CPU; tested). Lightning checkpoints are pickles: they are only ever read
 from this run's own folder, with ``weights_only=True``; the model file handed to users is safetensors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -50,15 +52,19 @@ _QUIET_WARNINGS = (
 )
 
 
+@contextlib.contextmanager
+def quiet_warnings():
+    """Hide Lightning's warnings about choices made here on purpose (see ``_QUIET_WARNINGS``)."""
+    with warnings.catch_warnings():
+        for pattern in _QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
+
+
 def derive_seed(seed: int, *keys: int) -> int:
     """A 63-bit seed that depends only on ``seed`` and ``keys`` (e.g. the epoch), well mixed."""
     state = np.random.SeedSequence([int(seed), *(int(k) for k in keys)]).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 ^ int(state[1])
-
-
-def _seed_global_generators(seed: int) -> None:
-    """Seed torch's global generators (CPU and CUDA): dropout draws from them."""
-    torch.manual_seed(seed)
 
 
 class LensFinderModule(L.LightningModule):
@@ -90,9 +96,13 @@ class LensFinderModule(L.LightningModule):
         return torch.optim.Adam(self.network.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)
 
     def on_train_epoch_start(self) -> None:
-        # Runs before the epoch's data iterator is created, so a default sampler's shuffle is seeded too.
-        _seed_global_generators(derive_seed(self.hparams.seed, self.current_epoch))
-        self._augment_generator = None
+        self._augment_generator = None  # re-seeded from (seed, epoch) at the epoch's first batch
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        # Dropout draws from torch's global generator, which Lightning and the DataLoader also draw from in
+        # an order that differs after a resume: seeding it per batch makes dropout depend on (seed, epoch,
+        # batch) alone.
+        torch.manual_seed(derive_seed(self.hparams.seed, self.current_epoch, batch_idx))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels, indices = batch
@@ -117,7 +127,7 @@ class LensFinderModule(L.LightningModule):
         logits = self.network(images).float()
         self.log("val_loss", self.loss_fn(logits, labels.float()), on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=len(labels))
-        self._val_scores.append(torch.sigmoid(logits).detach().cpu())
+        self._val_scores.append(torch.sigmoid(logits.detach().double()).cpu())  # float64: no ties at 1.0
         self._val_labels.append(labels.detach().cpu())
 
     def on_validation_epoch_end(self) -> None:
@@ -169,6 +179,31 @@ class EpochMetricsCSV(Callback):
         row["seconds"] = round(time.perf_counter() - self._started, 3)
         kept = [r for r in runs.read_csv(self.path) if r.get("epoch") and int(float(r["epoch"])) < epoch]
         runs.write_csv(self.path, [*kept, row], fieldnames=list(row))
+
+
+def idle_cpu_count() -> int:
+    """Cores not busy with other processes (at least 1), from the 1-minute load average.
+
+    OpenMP threads that must share busy cores spin and wait: on 2 cores shared with other work, one
+    lens_flow training step took 0.58 s with 2 threads and 0.037 s with 1.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, int(cores - busy + 0.5)))
+
+
+@contextlib.contextmanager
+def cpu_threads(count: int | None = None):
+    """Run the block with ``count`` torch CPU threads (default: the idle cores, no more than now)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, count or idle_cpu_count())))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
 
 
 def lightning_device(device: str = "auto") -> tuple[str, list[int] | int, torch.device]:
@@ -359,87 +394,109 @@ class TrainResult:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """One whole run: dataset -> prepared cache -> split -> fit -> model file -> test evaluation -> run folder."""
+    """One whole run: dataset -> prepared cache -> split -> fit -> test evaluation -> model file, and the
+    run folder recording all of it. Bad settings fail before any work, with a LexactumError."""
     from lexactum.data import ChallengeDataset
-    from lexactum.data.loader import ChallengeDataModule, split_indices
-    from lexactum.evaluation.evaluate import evaluate_model
-    from lexactum.evaluation.plots import plot_training_curves
-    from lexactum.models import default_model_path, save_model
+    from lexactum.data.loader import split_indices
 
     config.validate()
     split = config.resolved_split()
     accelerator, _, torch_device = lightning_device(config.device)
     precision = resolve_precision(config.precision, accelerator)
     dataset = ChallengeDataset(config.dataset, survey=config.survey)
-    survey = dataset.survey
-    test_dataset = ChallengeDataset(config.test_dataset, survey=survey) if config.test_dataset else None
+    test_dataset = ChallengeDataset(config.test_dataset, survey=dataset.survey) if config.test_dataset else None
     loader_split = split[:2] if test_dataset is not None else split
     split_indices(len(dataset), loader_split, config.seed)  # a dataset too small for the split fails here
 
-    with warnings.catch_warnings():
-        for pattern in _QUIET_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
-        L.seed_everything(config.seed, workers=True, verbose=False)
-        datamodule = ChallengeDataModule(
-            dataset, batch_size=config.batch_size, split=loader_split, seed=config.seed,
-            test_dataset=test_dataset, num_workers=config.num_workers, normalisation=config.normalisation,
-            cache_dir=config.cache_dir, progress=_show_progress(config.progress),
-        )
-        datamodule.setup("fit")
-        run_dir = _prepare_run_dir(config, survey.name)
-        record = config.record()
-        record.update(survey=survey.name, dataset=str(dataset.path), run_dir=str(run_dir),
-                      test_dataset=str(test_dataset.path) if test_dataset is not None else None)
-        resolved = {"config": record, "device": str(torch_device), "precision": precision,
-                    "n_images": len(dataset), "resumed": []}
-        parts = {"train": datamodule.train_ids, "val": datamodule.val_ids, "test": datamodule.test_ids}
-        if config.resume:
-            previous = runs.read_config(run_dir)
-            _check_same_split(run_dir, parts)
-            resolved["created"] = previous.get("created")
-            resolved["resumed"] = [*previous.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
-        runs.write_config(run_dir, resolved)
-        runs.write_split(run_dir, parts, fractions=list(split), seed=config.seed, dataset=str(dataset.path),
-                         test_dataset=str(test_dataset.path) if test_dataset is not None else None)
+    threads = cpu_threads() if accelerator == "cpu" else contextlib.nullcontext()
+    with quiet_warnings(), threads:
+        datamodule, run_dir = _start_run(config, dataset, test_dataset, loader_split, torch_device, precision)
+        module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision)
+        return _finish_run(config, module, datamodule, run_dir, torch_device)
 
-        module = LensFinderModule(config.network, survey.n_bands, augment=config.augment, seed=config.seed)
-        trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
-                                patience=config.patience, progress=config.progress)
-        last = run_dir / runs.LAST_CHECKPOINT
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None, weights_only=True)
 
+def _start_run(config: TrainConfig, dataset, test_dataset, loader_split, torch_device, precision: str):
+    """Prepare the data and split it; create (or check, when resuming) the run folder and its records."""
+    from lexactum.data.loader import ChallengeDataModule
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = ChallengeDataModule(
+        dataset, batch_size=config.batch_size, split=loader_split, seed=config.seed, test_dataset=test_dataset,
+        num_workers=config.num_workers, normalisation=config.normalisation, cache_dir=config.cache_dir,
+        progress=_show_progress(config.progress),
+    )
+    datamodule.setup("fit")
+    run_dir = _prepare_run_dir(config, dataset.survey.name)
+    test_path = str(test_dataset.path) if test_dataset is not None else None
+    record = config.record()
+    record.update(survey=dataset.survey.name, dataset=str(dataset.path), test_dataset=test_path,
+                  run_dir=str(run_dir))
+    resolved = {"config": record, "device": str(torch_device), "precision": precision,
+                "torch_threads": torch.get_num_threads(), "n_images": len(dataset), "resumed": []}
+    parts = {"train": datamodule.train_ids, "val": datamodule.val_ids, "test": datamodule.test_ids}
+    if config.resume:
+        _check_same_split(run_dir, parts)
+        previous = runs.read_config(run_dir)
+        resolved["created"] = previous.get("created")
+        resolved["resumed"] = [*previous.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
+    runs.write_config(run_dir, resolved)
+    runs.write_split(run_dir, parts, fractions=list(config.resolved_split()), seed=config.seed,
+                     dataset=str(dataset.path), test_dataset=test_path)
+    return datamodule, run_dir
+
+
+def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision: str) -> LensFinderModule:
+    """Train (from last.ckpt when resuming); with early stopping, end with the best epoch's weights."""
+    module = LensFinderModule(config.network, n_bands, augment=config.augment, seed=config.seed)
+    trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
+                            patience=config.patience, progress=config.progress)
+    last = run_dir / runs.LAST_CHECKPOINT
+    trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None, weights_only=True)
     best = run_dir / runs.BEST_CHECKPOINT
-    if config.patience is not None and best.is_file():  # early stopping: keep the best epoch's weights
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-    network = module.network.eval()
+    if config.patience is not None and best.is_file():
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
+    module.epochs_trained = int(trainer.current_epoch)
+    return module
 
+
+def _finish_run(config: TrainConfig, module: LensFinderModule, datamodule, run_dir: Path,
+                torch_device) -> TrainResult:
+    """Training curves, the test evaluation (scores.csv, metrics.json, roc.png), then the model file."""
+    from lexactum.evaluation.evaluate import evaluate_model
+    from lexactum.evaluation.plots import plot_training_curves
+    from lexactum.models import default_model_path, save_model
+
+    survey = datamodule.prepared.survey
     history = runs.read_csv(run_dir / runs.METRICS_CSV)
     if history:
         plot_training_curves(run_dir / runs.METRICS_CSV, run_dir / runs.CURVES,
                              title=f"{survey.name} {config.network}")
     best_auc = _best_val_auc(history)
+    epochs = module.epochs_trained
     test_indices = datamodule.test_indices
+    network = module.network.eval()
     network.metadata = {
-        "survey": survey.name, "network": config.network, "epochs": int(trainer.current_epoch),
-        "epochs_requested": config.epochs, "seed": config.seed, "batch_size": config.batch_size,
-        "augment": config.augment, "normalisation": config.normalisation,
-        "split": {"fractions": list(split), "seed": config.seed, "n_train": len(datamodule.train_ids),
-                  "n_val": len(datamodule.val_ids), "n_test": len(test_indices)},
-        "dataset": str(dataset.path), "test_dataset": str(test_dataset.path) if test_dataset else None,
-        "run_dir": str(run_dir), "best_val_auc": _json_float(best_auc),
+        "survey": survey.name, "network": config.network, "epochs": epochs, "epochs_requested": config.epochs,
+        "seed": config.seed, "batch_size": config.batch_size, "augment": config.augment,
+        "normalisation": config.normalisation,
+        "split": {"fractions": list(config.resolved_split()), "seed": config.seed,
+                  "n_train": len(datamodule.train_indices), "n_val": len(datamodule.val_indices),
+                  "n_test": len(test_indices)},
+        "dataset": str(datamodule.prepared.dataset_path), "run_dir": str(run_dir),
+        "test_dataset": str(datamodule.prepared_test.dataset_path) if config.test_dataset else None,
+        "best_val_auc": _json_float(best_auc),
     }
     metrics = evaluate_model(network, datamodule.prepared_test, test_indices, run_dir, device=torch_device,
                              batch_size=max(config.batch_size, 64), bootstrap=config.bootstrap, seed=config.seed,
                              show_progress=_show_progress(config.progress), verbose=False,
-                             title=f"{survey.name} {config.network}, {int(trainer.current_epoch)} epochs")
+                             title=f"{survey.name} {config.network}, {epochs} epochs")
     network.metadata["metrics"] = {k: _json_float(v) for k, v in metrics.items()
                                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
     model_path = Path(config.model_out) if config.model_out else default_model_path(
         survey, config.network, config.epochs, models_dir=config.models_dir)
     save_model(network, model_path, metadata=network.metadata)
     return TrainResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history,
-                       best_val_auc=best_auc, epochs_trained=int(trainer.current_epoch))
+                       best_val_auc=best_auc, epochs_trained=epochs)
 
 
 def _prepare_run_dir(config: TrainConfig, survey: str) -> Path:

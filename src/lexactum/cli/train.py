@@ -1,0 +1,122 @@
+"""``lexactum train``: train a network on a challenge dataset; a run folder and a model file come out."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """examples:
+  lexactum train --dataset ~/data/SpaceBasedTest --network lens_flow --epochs 10
+        the seed's protocol: 19% train, 1% validation, scored on the other 80%
+  lexactum train --dataset ~/data/GroundBasedTraining --test-dataset ~/data/GroundBasedTest \\
+      --network cmu_deeplens --epochs 150 --batch-size 64 --split 0.95,0.05 --patience 20
+        the challenge's protocol: train on the training set, score the whole test set
+  lexactum train --dataset data/demo/space --epochs 3 --device cpu --no-augment --run-dir runs/quick
+  lexactum train --resume runs/20260101-120000_space_lens_flow --epochs 20
+        continue an interrupted (or finished) run from its last.ckpt, here up to 20 epochs
+
+A run folder (runs/<time>_<survey>_<network>/ unless --run-dir) receives config.json, split.json,
+metrics.csv (one row per epoch), training_curves.png, last.ckpt and best.ckpt (by validation AUC), and the
+test evaluation: scores.csv, metrics.json, roc.png. The model goes to
+models/<survey>_<network>_<epochs>epochs.safetensors unless --model-out. With --resume, the run's own
+settings are used; only --epochs, --device, --precision, --patience, --model-out and --cache-dir may change.
+"""
+
+#: Defaults shown in --help; the options themselves default to "not given" so --resume can tell.
+DEFAULTS = {"network": "lens_flow", "epochs": 10, "batch_size": 8, "split": "0.19,0.01,0.80", "seed": 0,
+            "device": "auto", "normalisation": "zscale"}
+
+
+def add_parser(subparsers, formatter_class) -> None:
+    from lexactum.models.registry import BUILTIN_MODULES  # names only: no torch
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a network: run folder with metrics, checkpoints, evaluation; a model file",
+        description="Train one of the registered networks on a challenge dataset with Lightning: the seed's "
+                    "random split (or a separate test set), augmentation on the device, checkpoints every "
+                    "epoch, early stopping on validation AUC if asked, then scoring of the test part.",
+        epilog=EPILOG,
+        formatter_class=formatter_class,
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--dataset", metavar="PATH", help="root folder of the labelled training dataset "
+                        "(required unless --resume)")
+    parser.add_argument("--network", metavar="NAME",
+                        help=f"network to train: {', '.join(BUILTIN_MODULES)} or another registered one "
+                             f"(default: {DEFAULTS['network']})")
+    parser.add_argument("--survey", choices=("space", "ground"),
+                        help="survey of the dataset (default: detected from its catalog and files)")
+    parser.add_argument("--epochs", type=int, metavar="N", help=f"epochs (default: {DEFAULTS['epochs']})")
+    parser.add_argument("--batch-size", type=int, metavar="N",
+                        help=f"images per batch (default: {DEFAULTS['batch_size']}, the seed's)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="train without the seed's random flips, rotations, shifts, scalings and shears")
+    parser.add_argument("--split", metavar="TRAIN,VAL,TEST",
+                        help="fractions of the dataset (default: the seed's 0.19,0.01,0.80; with "
+                             "--test-dataset: 0.95,0.05)")
+    parser.add_argument("--test-dataset", metavar="PATH",
+                        help="score this whole dataset instead of a test part (the challenge's protocol)")
+    parser.add_argument("--seed", type=int, help=f"seed of the split, weights, shuffling and augmentation "
+                        f"(default: {DEFAULTS['seed']})")
+    parser.add_argument("--device", metavar="DEVICE",
+                        help="auto (GPU if any), cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--precision", metavar="P",
+                        help="32-true, bf16-mixed, 16-mixed... (default: bf16-mixed on GPU, 32-true on CPU)")
+    parser.add_argument("--patience", type=int, metavar="N",
+                        help="stop after N epochs without a better validation AUC (default: never)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder from its last.ckpt")
+    parser.add_argument("--run-dir", metavar="DIR", help="run folder (default: runs/<time>_<survey>_<network>)")
+    parser.add_argument("--model-out", metavar="FILE",
+                        help="model file (default: models/<survey>_<network>_<epochs>epochs.safetensors)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="where prepared datasets are cached (default: $LEXACTUM_CACHE_DIR or the user "
+                             "cache folder)")
+    parser.add_argument("--normalisation", metavar="NAME",
+                        help=f"image normalisation (default: {DEFAULTS['normalisation']})")
+    parser.add_argument("--bootstrap", type=int, metavar="N",
+                        help="bootstrap resamples for the test metrics' 95%% intervals (default: 1000; 0: none)")
+    parser.set_defaults(func=run)
+
+
+def parse_split(text: str) -> tuple[float, ...]:
+    """'0.19,0.01,0.80' -> (0.19, 0.01, 0.8); a clear error otherwise (the sum is checked by training)."""
+    from lexactum.errors import LexactumError
+
+    try:
+        values = tuple(float(part) for part in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (2, 3):
+        raise LexactumError(f"--split must be 3 comma-separated fractions like 0.19,0.01,0.80 (or 2 with "
+                            f"--test-dataset), got {text!r}")
+    return values
+
+
+def config_from_args(args):
+    """The TrainConfig that ``args`` ask for (the saved run's, with the allowed changes, for --resume)."""
+    from lexactum.errors import LexactumError
+    from lexactum.training import TrainConfig
+
+    given = {key: value for key, value in vars(args).items() if key not in ("func", "command", "debug")}
+    if "split" in given:
+        given["split"] = parse_split(given["split"])
+    resume = given.pop("resume", None)
+    if resume is not None:
+        if "run_dir" in given:
+            raise LexactumError("give either --resume RUN_DIR or --run-dir, not both")
+        return TrainConfig.from_run(resume, **given)
+    if "dataset" not in given:
+        raise LexactumError("--dataset PATH is required (or --resume RUN_DIR to continue a run)")
+    return TrainConfig(**given)
+
+
+def run(args) -> int:
+    from lexactum.evaluation.evaluate import format_metrics_table
+    from lexactum.training import train
+
+    result = train(config_from_args(args))
+    print(format_metrics_table(result.metrics))
+    print(f"best validation AUC {result.best_val_auc:.4f} over {result.epochs_trained} epochs")
+    print(f"run folder: {result.run_dir}")
+    print(f"model file: {result.model_path}")
+    return 0

@@ -1,0 +1,173 @@
+"""The seed's command line, flag for flag: ``python Space.py ...`` (1 band) and ``python Ground.py ...`` (4 bands).
+
+Same flags, defaults and choices as the seed program (``--dataset``, ``--train_or_load``, ``--model_name``,
+``--no_of_epochs``, ``--batch_size``, ``--augment_images``), same flow (split 19/1/80, train or load,
+score the test part, print the results, plot the ROC, save the model as
+``models/<survey>_<name>_<N>epochs.safetensors``), on top of the library: training is
+:func:`lexactum.training.train`, scoring :func:`lexactum.evaluation.evaluate.evaluate_model`.
+Unlike the seed, the default dataset is a built-in simulated set (simulated on first use), not a Windows
+drive, and errors are one line with a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+#: The seed's six networks, in its order (the names --model_name accepts with 'train').
+SEED_NETWORKS = ("cas_swinburne", "lastro_epfl", "cmu_deeplens", "wsi_net", "lens_flow", "lens_finder")
+#: Where the built-in simulated set of each survey goes when --dataset is not given.
+DEMO_DATA = "data/demo/{survey}"
+SEED_SPLIT = (0.19, 0.01, 0.80)
+ENTRY_POINTS = {"space": "Space.py", "ground": "Ground.py"}
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Reports a bad command line on one line (the seed's users saw a traceback), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _true_or_false(text: str) -> bool:
+    """The seed's --augment_images value: the strings True or False (any case)."""
+    lowered = str(text).strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def build_parser(survey: str) -> argparse.ArgumentParser:
+    bands = "1 band: VIS" if survey == "space" else "4 bands: R, I, G, U"
+    parser = _OneLineParser(
+        prog=ENTRY_POINTS[survey],
+        description=f"Train or load a CNN lens finder on {survey}-based Lens Finding Challenge images "
+                    f"({bands}), score the test part of a 19/1/80 split and report AUC, TPR0, TPR10, "
+                    "TPR/FPR at 0.5 and the time per image, with a ROC plot.",
+        epilog=f"examples:\n"
+               f"  python {ENTRY_POINTS[survey]}                                # lens_flow, 10 epochs, "
+               f"built-in simulated data\n"
+               f"  python {ENTRY_POINTS[survey]} --dataset ~/data/{survey.capitalize()}BasedTest "
+               f"--model_name cmu_deeplens --no_of_epochs 50\n"
+               f"  python {ENTRY_POINTS[survey]} --train_or_load load "
+               f"--model_name {survey}_lens_flow_10epochs.safetensors\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset", metavar="PATH", default=None,
+                        help=f"root folder of the challenge dataset (default: the built-in simulated set "
+                             f"{DEMO_DATA.format(survey=survey)}, simulated on first use)")
+    parser.add_argument("--train_or_load", choices=("train", "load"), default="train",
+                        help="train a new model, or load a saved one (default: train)")
+    parser.add_argument("--model_name", metavar="NAME", default="lens_flow",
+                        help=f"with train: one of {', '.join(SEED_NETWORKS)} (default: lens_flow); with load: "
+                             "a model file name in models/ with its extension (.safetensors or the seed's .h5), "
+                             "or a path")
+    parser.add_argument("--no_of_epochs", type=int, metavar="N", default=10,
+                        help="training epochs (default: 10)")
+    parser.add_argument("--batch_size", type=int, metavar="N", default=8, help="images per batch (default: 8)")
+    parser.add_argument("--augment_images", type=_true_or_false, choices=(True, False), default=True,
+                        help="augment training images: True or False (default: True)")
+    return parser
+
+
+def main(survey: str, argv: list[str] | None = None) -> int:
+    """Run the seed's program for ``survey`` ('space' or 'ground'); returns the exit status."""
+    from lexactum.errors import LexactumError
+
+    parser = build_parser(survey)
+    args = parser.parse_args(argv)
+    try:
+        return run(survey, args)
+    except LexactumError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def run(survey: str, args) -> int:
+    from lexactum.evaluation.evaluate import format_metrics_table
+
+    dataset = args.dataset or _demo_dataset(survey)
+    if args.train_or_load == "train":
+        metrics, out_dir, model_path = _train(survey, dataset, args)
+    else:
+        metrics, out_dir, model_path = _load_and_score(survey, dataset, args)
+    print(format_metrics_table(metrics))
+    roc = out_dir / "roc.png"
+    print(f"ROC curve: {roc}")
+    print(f"results: {out_dir}")
+    if args.train_or_load == "train":
+        print(f"model saved as {model_path}")
+    _show(roc)
+    return 0
+
+
+def _demo_dataset(survey: str):
+    """The built-in simulated set of ``survey``, simulated (with a message) the first time."""
+    from pathlib import Path
+
+    from lexactum.errors import LexactumError
+
+    path = Path(DEMO_DATA.format(survey=survey))
+    try:
+        from lexactum.cli.demo import DEMO_IMAGES, ensure_simulated
+    except ImportError:
+        raise LexactumError(f"no --dataset given and the simulator is not available to create {path}") from None
+    ensure_simulated(path, survey, DEMO_IMAGES, seed=0)
+    return path
+
+
+def _train(survey: str, dataset, args):
+    from lexactum.errors import LexactumError
+    from lexactum.training import TrainConfig, train
+
+    if args.model_name not in SEED_NETWORKS:
+        raise LexactumError(f"--model_name {args.model_name!r}: with train, choose one of "
+                            f"{', '.join(SEED_NETWORKS)}")
+    result = train(TrainConfig(dataset=dataset, network=args.model_name, survey=survey, epochs=args.no_of_epochs,
+                               batch_size=args.batch_size, augment=args.augment_images, split=SEED_SPLIT, seed=0))
+    return result.metrics, result.run_dir, result.model_path
+
+
+def _load_and_score(survey: str, dataset, args):
+    """Score the test part of the split the model was trained with (the seed's 19/1/80, seed 0, by default)."""
+    from pathlib import Path
+
+    from lexactum import runs
+    from lexactum.data import ChallengeDataset
+    from lexactum.data.cache import prepare
+    from lexactum.data.loader import split_indices
+    from lexactum.evaluation.evaluate import evaluate_model
+    from lexactum.models import load_model
+
+    model = load_model(args.model_name, survey=survey)
+    split = model.metadata.get("split") or {}
+    fractions = tuple(split.get("fractions") or SEED_SPLIT)
+    prepared = prepare(ChallengeDataset(dataset, survey=survey),
+                       normalisation=model.metadata.get("normalisation") or "zscale")
+    if model.metadata.get("test_dataset") or len(fractions) < 3 or fractions[2] <= 0:
+        test_indices = None  # trained on another set (the challenge's protocol): score all of this one
+    else:
+        test_indices = split_indices(len(prepared), fractions, int(split.get("seed", 0)))[2]
+    out_dir = runs.new_run_dir(survey, f"{Path(args.model_name).stem}_load")
+    metrics = evaluate_model(model, prepared, test_indices, out_dir, batch_size=max(args.batch_size, 64),
+                             verbose=False, title=f"{survey} {Path(args.model_name).name}")
+    return metrics, out_dir, None
+
+
+def _show(png) -> None:
+    """Show the ROC plot in a window, as the seed did, only when a display exists."""
+    if not os.environ.get("DISPLAY"):
+        return
+    try:
+        import matplotlib.pyplot as plt
+
+        plt.switch_backend("TkAgg")
+        plt.imshow(plt.imread(png))
+        plt.axis("off")
+        plt.show()
+    except Exception:  # noqa: BLE001 - no usable GUI backend: the PNG file is the result anyway
+        pass

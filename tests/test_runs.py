@@ -1,0 +1,92 @@
+"""Run folders and atomic writes: files appear whole or not at all; JSON/CSV read back as written."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lexactum import runs
+from lexactum.errors import LexactumError
+
+
+def test_atomic_path_renames_on_success_and_cleans_up_on_error(tmp_path):
+    target = tmp_path / "sub" / "file.txt"
+    with runs.atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.suffix == ".txt" and tmp != target
+        tmp.write_text("first")
+        assert not target.exists()
+    assert target.read_text() == "first"
+
+    with pytest.raises(RuntimeError), runs.atomic_path(target) as tmp:
+        tmp.write_text("half-written")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "first"  # the old file is untouched
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.txt"]  # no temporary left
+
+
+def test_json_round_trip_with_numpy_paths_and_nan(tmp_path):
+    record = {"n": np.int64(3), "auc": np.float32(0.5), "ids": np.arange(3), "path": Path("a/b"),
+              "split": (0.19, 0.01, 0.8), "missing": float("nan"), "inf": np.float64("inf")}
+    path = runs.write_json(tmp_path / "r.json", record)
+    back = runs.read_json(path)
+    assert back == {"n": 3, "auc": 0.5, "ids": [0, 1, 2], "path": "a/b", "split": [0.19, 0.01, 0.8],
+                    "missing": None, "inf": None}
+    assert json.loads(path.read_text()) == back  # plain JSON, no NaN tokens
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "file not found"),
+    ("{not json", "not a readable JSON file"),
+    ("[1, 2]", "expected a JSON object"),
+])
+def test_read_json_errors_name_the_file(tmp_path, content, message):
+    path = tmp_path / "bad.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(LexactumError, match=message) as info:
+        runs.read_json(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_csv_round_trip_matches_pandas(tmp_path):
+    rows = [{"epoch": 1, "train_loss": 0.69, "val_auc": float("nan")},
+            {"epoch": 2, "train_loss": 0.5, "val_auc": 0.75, "extra": "x"}]
+    path = runs.write_csv(tmp_path / "m.csv", rows)
+    frame = pd.read_csv(path)
+    assert list(frame.columns) == ["epoch", "train_loss", "val_auc", "extra"]
+    assert frame["epoch"].tolist() == [1, 2] and frame["train_loss"].tolist() == [0.69, 0.5]
+    assert math.isnan(frame["val_auc"][0]) and frame["val_auc"][1] == 0.75
+    assert runs.read_csv(path)[1] == {"epoch": "2", "train_loss": "0.5", "val_auc": "0.75", "extra": "x"}
+    assert runs.read_csv(tmp_path / "absent.csv") == []
+
+
+def test_new_run_dir_names_and_never_reuses(tmp_path):
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = runs.new_run_dir("space", "lens_flow", root=tmp_path, now=now)
+    second = runs.new_run_dir("space", "lens_flow", root=tmp_path, now=now)
+    assert first.name == "20260102-030405_space_lens_flow" and first.is_dir()
+    assert second.name == "20260102-030405_space_lens_flow-2" and second.is_dir()
+
+
+def test_config_and_split_records(tmp_path):
+    runs.write_config(tmp_path, {"config": {"network": "lens_flow"}, "device": "cpu"})
+    saved = runs.read_config(tmp_path)
+    assert saved["config"] == {"network": "lens_flow"} and saved["device"] == "cpu"
+    assert saved["versions"]["lexactum"] and saved["versions"]["torch"] and saved["created"]
+
+    runs.write_split(tmp_path, {"train": np.array([3, 1]), "test": [2]}, seed=4, fractions=[0.5, 0.5])
+    split = runs.read_split(tmp_path)
+    assert split == {"seed": 4, "fractions": [0.5, 0.5], "train": {"n": 2, "ids": [3, 1]},
+                     "test": {"n": 1, "ids": [2]}}
+
+    with pytest.raises(LexactumError, match="run folder does not exist"):
+        runs.read_config(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LexactumError, match="not a run folder"):
+        runs.read_config(tmp_path / "empty")
