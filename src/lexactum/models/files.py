@@ -80,13 +80,10 @@ def save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> 
     except TypeError as exc:
         raise ModelFileError(f"model metadata for {path} cannot be stored as JSON: {exc}") from None
     tensors = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
+    from lexactum.runs import atomic_path
+
+    with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=encoded)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
 
 
