@@ -166,3 +166,21 @@ def test_unknown_survey_is_a_clear_error():
 
     with pytest.raises(LexactumError, match="unknown survey 'hubble'"):
         get_preset("hubble")
+
+
+def test_sample_holds_quads_doubles_and_singly_imaged_sources():
+    """Image multiplicity of the source centre (lenstronomy's analytical SIE+shear solver) over 300 lenses."""
+    from lenstronomy.LensModel.lens_model import LensModel
+    from lenstronomy.LensModel.Solver.lens_equation_solver import LensEquationSolver
+
+    solver = LensEquationSolver(LensModel(["SIE", "SHEAR"]))
+    rng = np.random.default_rng(21)
+    counts = []
+    for _ in range(300):
+        fld = scene.draw_field(SPACE, rng, is_lens=True)
+        source = next(c for c in fld.components if c.lensed).kwargs
+        x, _ = solver.image_position_from_source(source["center_x"], source["center_y"], fld.kwargs_lens,
+                                                 solver="analytical")
+        counts.append(len(x))
+    share = np.bincount(counts, minlength=5) / len(counts)
+    assert share[1] >= 0.03 and share[2] >= 0.5 and share[4] >= 0.01, share

@@ -7,6 +7,7 @@ EPILOG = """examples:
   lexactum simulate --survey ground --n 20000 --out data/sim/ground_train --layout train --seed 1
   lexactum simulate --survey ground --n 2000 --out data/sim/g --lens-fraction 0.5 --workers 8 --report
   lexactum simulate --survey space --n 500 --out data/sim/s --report --real-key SpaceBasedTraining/classifications.csv
+  lexactum simulate --survey space --n 3000 --out data/demo/space --min-lensed-flux 300   # easier demo set
 
 The output is read like the real data ('lexactum dataset info OUT'). A killed run continues when started
 again with the same options; other options are refused unless --overwrite. --report compares the Einstein
@@ -24,20 +25,25 @@ def add_parser(subparsers, formatter_class) -> None:
         epilog=EPILOG,
         formatter_class=formatter_class,
     )
-    parser.add_argument("--survey", required=True, help="space (1 band, Euclid-like) or ground (4 bands, KiDS-like)")
-    parser.add_argument("--n", type=int, required=True, help="number of objects")
-    parser.add_argument("--out", required=True, help="output folder (created; must be empty or a resumable run)")
+    parser.add_argument("--survey", required=True, metavar="space|ground",
+                        help="space (1 band, Euclid-like) or ground (4 bands, KiDS-like)")
+    parser.add_argument("--n", type=int, required=True, metavar="N", help="number of objects")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (created; must be empty or a resumable run)")
     parser.add_argument("--layout", choices=("train", "test"), default="test",
                         help="train: Data.k + classifications.csv; test: the released test set's layout")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same bytes")
-    parser.add_argument("--lens-fraction", type=float, default=None,
+    parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed; same seed, same bytes")
+    parser.add_argument("--lens-fraction", type=float, default=None, metavar="F",
                         help="share of lenses (default: the challenge's share for the survey and layout)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=int, default=None, metavar="K", help="processes (default: all cores)")
+    parser.add_argument("--min-lensed-flux", type=float, default=0.0, metavar="SIGMA",
+                        help="redraw lenses whose lensed flux is below SIGMA (0: the population calibrated on "
+                             "the real keys; e.g. 300 for small, easier demonstration sets)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     parser.add_argument("--report", action="store_true",
                         help="compare 2,000 simulated lenses with the real keys and write a picture grid")
-    parser.add_argument("--report-lenses", type=int, default=2000, help="lenses simulated for --report")
-    parser.add_argument("--real-key", default=None,
+    parser.add_argument("--report-lenses", type=int, default=2000, metavar="N", help="lenses simulated for --report")
+    parser.add_argument("--real-key", default=None, metavar="CSV",
                         help="a real classifications.csv for --report's KS test (default: stored quantiles)")
     parser.set_defaults(func=run)
 
@@ -53,7 +59,8 @@ def run(args) -> int:
     if args.real_key is not None and not Path(args.real_key).is_file():
         raise LexactumError(f"--real-key {args.real_key}: file not found")
     out = simulate_dataset(args.out, args.survey, args.n, layout=args.layout, seed=args.seed,
-                           lens_fraction=args.lens_fraction, workers=args.workers, overwrite=args.overwrite)
+                           lens_fraction=args.lens_fraction, workers=args.workers, overwrite=args.overwrite,
+                           min_lensed_flux=args.min_lensed_flux)
     print(f"wrote {args.n} {args.survey} objects ({args.layout} layout) to {out}")
     if args.report:
         from lexactum.simulate import catalog

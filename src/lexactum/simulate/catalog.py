@@ -42,14 +42,14 @@ def lens_quantities(physics: SurveyPhysics, fld: scene.Field) -> dict:
             "flux_lensed_image_in_sigma": flux}
 
 
-def catalog_row(physics: SurveyPhysics, fld: scene.Field, object_id: int) -> dict:
-    """Every column either layout's catalog may hold, for one object."""
+def catalog_row(physics: SurveyPhysics, fld: scene.Field, object_id: int, quantities: dict | None = None) -> dict:
+    """Every column either layout's catalog may hold, for one object (``quantities``: lens_quantities)."""
     row = {"ID": int(object_id), "is_lens": int(fld.is_lens), "no_source": int(not fld.is_lens),
            "Einstein_radius": fld.theta_e, "z_lens": fld.z_lens, "z_source": fld.z_source if fld.is_lens else -1.0,
            "mag_lens": fld.mag_lens, "mag_source": fld.mag_source if fld.is_lens else -1.0,
            "noise_factor": fld.noise_sigma[0] / physics.noise_sigma[0],
            "n_masked": int(sum(len(p) for _, p in fld.masks))}
-    row.update(lens_quantities(physics, fld))
+    row.update(quantities if quantities is not None else lens_quantities(physics, fld))
     return row
 
 

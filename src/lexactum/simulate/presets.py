@@ -17,7 +17,7 @@ match the real training keys (see :mod:`lexactum.simulate.catalog` and ``lexactu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from lexactum.errors import LexactumError
 
@@ -49,11 +49,14 @@ class SurveyPhysics:
     lens_fraction_test: float
     catalog_band: int = 0
     """Band whose noise defines ``numb_pix_lensed_image`` and ``flux_lensed_image_in_sigma``."""
-    # colours: AB magnitude offsets from the first band, for each kind of object
+    # colours: AB magnitude in each band minus the first band's, for each kind of object
     lens_colour: tuple[float, ...] = (0.0,)
     source_colour: tuple[float, ...] = (0.0,)
     clump_colour: tuple[float, ...] = (0.0,)
     # priors (tuned; see the module docstring)
+    lens_mag_small: float = 22.0
+    """Typical lens galaxy magnitude as theta_E -> 0 (brighter by 3 log10(1 + theta_E)); set so that the
+    images' total fluxes match the real sample files."""
     source_mag_mean: float = 24.0
     source_mag_sd: float = 1.0
     source_mag_faint: float = 99.0
@@ -73,7 +76,6 @@ class SurveyPhysics:
     mask_value: float | None = None
     neighbour_share: float = 0.4
     star_share: float = 0.25
-    extras: dict = field(default_factory=dict)
 
     @property
     def n_bands(self) -> int:
@@ -115,9 +117,11 @@ SPACE = SurveyPhysics(
                     1850, 2308, 2907, 3872, 5611, 10470, 882900),
     lens_fraction_train=0.7,
     lens_fraction_test=0.4,
-    source_mag_mean=22.75,
-    source_mag_sd=1.5,
-    source_mag_faint=23.75,
+    lens_mag_small=22.3,
+    source_mag_mean=23.0,
+    source_mag_sd=1.25,
+    source_mag_faint=24.5,
+    source_offset_max=0.5,
     source_radius_median=0.6,
     source_radius_sd_dex=0.35,
     barely_lensed_share=0.025,
@@ -140,13 +144,16 @@ GROUND = SurveyPhysics(
                     677.2, 877.1, 1195, 1836, 3814, 145000),
     lens_fraction_train=0.4,
     lens_fraction_test=0.5,
-    # r-i, r-g, r-u offsets: early-type lens at z~0.4 is red; star-forming sources at z~1.5 are blue
+    # magnitude in each band minus the R one: early-type lenses at z~0.4 are red (g-r 1.1, r-i 0.45),
+    # star-forming sources at z~1-2 are blue (g-r 0.3)
     lens_colour=(0.0, -0.45, 1.1, 2.6),
     source_colour=(0.0, -0.2, 0.3, 0.6),
     clump_colour=(0.0, 0.0, 0.0, 0.2),
-    source_mag_mean=23.5,
+    lens_mag_small=23.3,
+    source_mag_mean=24.0,
     source_mag_sd=1.25,
-    source_mag_faint=25.5,
+    source_mag_faint=26.0,
+    source_offset_max=0.5,
     source_radius_median=0.6,
     source_radius_sd_dex=0.3,
     barely_lensed_share=0.06,

@@ -99,7 +99,8 @@ def draw_mass(physics: SurveyPhysics, rng: np.random.Generator) -> tuple[float, 
 def draw_lens_light(physics: SurveyPhysics, rng: np.random.Generator, theta_e: float, mass: dict,
                     mass_phi: float) -> tuple[Component, float]:
     """Elliptical Sersic roughly aligned with the mass; bigger Einstein radius, brighter and larger galaxy."""
-    mag = float(np.clip(21.3 - 3.0 * np.log10(1.0 + theta_e) + rng.normal(0.0, 0.5), 16.5, 23.5))
+    mag = physics.lens_mag_small - 3.0 * np.log10(1.0 + theta_e) + rng.normal(0.0, 0.7)
+    mag = float(np.clip(mag, physics.lens_mag_small - 5.0, physics.lens_mag_small + 2.0))
     radius = float(10 ** rng.normal(np.log10(0.5 + 0.4 * theta_e), 0.15))
     e1, e2, _ = ellipticity(rng, (0.6, 1.0), phi=mass_phi + rng.normal(0.0, np.radians(10.0)))
     kwargs = {"R_sersic": radius, "n_sersic": float(rng.uniform(2.5, 5.0)), "e1": e1, "e2": e2,

@@ -130,6 +130,8 @@ def _write_text_atomic(path: Path, text: str) -> None:
 MANIFEST = ".lexactum-simulate.json"
 ROWS_JOURNAL = ".lexactum-simulate-rows.jsonl"
 REPORT_PNG = "simulation-report.png"
+#: Draws of a lens at most when ``min_lensed_flux`` asks for a brighter one (then the last is kept).
+MAX_REDRAWS = 100
 #: Bumped when the simulator's output for a given seed changes, so that a resume never mixes versions.
 SIMULATOR_VERSION = 1
 TEST_COLUMNS = ("ID", "no_source", "Einstein_radius", "Einstein_area", "z_lens", "z_source", "mag_lens",
@@ -150,12 +152,15 @@ _DATASET_PATTERNS = ("Data.*", "Data_EuclidBig.*", "Data_KiDS_Big.*", TRAINING_C
 
 def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test", seed: int = 0,
                      lens_fraction: float | None = None, workers: int | None = None, overwrite: bool = False,
-                     progress: bool = True, per_folder: int = OBJECTS_PER_FOLDER) -> Path:
+                     progress: bool = True, per_folder: int = OBJECTS_PER_FOLDER,
+                     min_lensed_flux: float = 0.0) -> Path:
     """Simulate ``n`` objects of ``survey`` in the challenge's ``layout`` under ``out``; returns ``out``.
 
     Objects are drawn from per-object seeds, so the bytes do not depend on ``workers``. A killed run
     continues where it stopped when called again with the same parameters (a manifest records them);
     different parameters are refused unless ``overwrite``. The catalog is written last.
+    ``min_lensed_flux`` (in sigma; 0 keeps the population calibrated on the real keys) redraws lenses whose
+    lensed source is fainter, for small demonstrations where barely visible lenses only add noise.
     """
     from lexactum.data.surveys import get_survey
     from lexactum.errors import LexactumError
@@ -172,22 +177,29 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
         raise LexactumError(f"lens fraction must lie in [0, 1], got {lens_fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LexactumError(f"--seed must be a non-negative integer, got {seed!r}")
+    if not 0.0 <= float(min_lensed_flux) < float("inf"):
+        raise LexactumError(f"minimum lensed flux must be a finite number of sigma >= 0, got {min_lensed_flux!r}")
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise LexactumError(f"--workers must be at least 1, got {workers}")
     out = Path(out)
     params = {"simulator_version": SIMULATOR_VERSION, "survey": fmt.name, "layout": layout, "n": int(n),
-              "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder)}
+              "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
+              "min_lensed_flux": float(min_lensed_flux)}
     _prepare_output(out, params, overwrite)
     _write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=False), indent=1) + "\n")
 
     rows = _read_journal(out / ROWS_JOURNAL)
     todo = [i for i in range(n) if 100_000 + i not in rows
             or not all(p.is_file() for p in band_paths(out, fmt, layout, i, 100_000 + i, per_folder))]
-    tasks = [(str(out), fmt.name, layout, int(seed), float(lens_fraction), int(per_folder), i) for i in todo]
+    tasks = [(str(out), fmt.name, layout, int(seed), float(lens_fraction), int(per_folder), i,
+              float(min_lensed_flux)) for i in todo]
     from lexactum.progress import progress as progress_bar
 
-    with open(out / ROWS_JOURNAL, "a") as journal:
+    with open(out / ROWS_JOURNAL, "a+") as journal:
+        journal.seek(max(0, journal.tell() - 1))
+        if journal.tell() and journal.read(1) != "\n":  # a line cut by a kill: start a fresh one
+            journal.write("\n")
         for row in _run(tasks, workers, progress_bar, progress, fmt.name):
             rows[row["ID"]] = row
             journal.write(json.dumps(row) + "\n")
@@ -219,7 +231,7 @@ def _run(tasks, workers, progress_bar, show, survey):
             scene.warm_up(get_preset(survey))
             _header_cards(survey)
         pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
-        chunk = max(1, min(8, len(tasks) // (4 * workers)))
+        chunk = max(1, min(4, len(tasks) // (8 * workers)))  # small: the last chunks finish together
         results = pool.imap_unordered(simulate_object, tasks, chunksize=chunk)
     try:
         bar = progress_bar(total=len(tasks), desc=f"simulate {survey}", unit="img", enabled=None if show else False)
@@ -240,18 +252,24 @@ def simulate_object(task: tuple) -> dict:
     from lexactum.simulate import catalog, scene
     from lexactum.simulate.presets import get_preset
 
-    root, survey, layout, seed, lens_fraction, per_folder, index = task
+    root, survey, layout, seed, lens_fraction, per_folder, index, min_lensed_flux = task
     fmt, physics = get_survey(survey), get_preset(survey)
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     is_lens = rng.random() < lens_fraction
     fld = scene.draw_field(physics, rng, is_lens)
+    quantities = catalog.lens_quantities(physics, fld)
+    for _ in range(MAX_REDRAWS):
+        if not is_lens or quantities["flux_lensed_image_in_sigma"] >= min_lensed_flux:
+            break
+        fld = scene.draw_field(physics, rng, is_lens)
+        quantities = catalog.lens_quantities(physics, fld)
     image = scene.render_field(physics, fld, rng)
     ra, dec = rng.uniform(-2e-3, 2e-3, 2)
     header = _header_with_position(fmt.name, float(ra), float(dec))
     object_id = 100_000 + index
     for band, path in enumerate(band_paths(Path(root), fmt, layout, index, object_id, per_folder)):
         write_fits_image(path, image[band], header)
-    return catalog.catalog_row(physics, fld, object_id)
+    return catalog.catalog_row(physics, fld, object_id, quantities)
 
 
 @cache
