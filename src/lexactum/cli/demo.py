@@ -11,9 +11,13 @@ from __future__ import annotations
 #: reaches a test AUC above 0.8 (see the README for the measured numbers).
 DEMO_DATA = "data/demo/space"
 DEMO_IMAGES = 3000
-DEMO_EPOCHS = 8
+DEMO_EPOCHS = 10
 DEMO_BATCH = 32
 DEMO_SPLIT = "0.7,0.1,0.2"
+#: The demo set leaves out the faintest lenses (lensed flux under 300 sigma, about a quarter of the real
+#: population, which lens_flow scores at AUC ~0.64 after minutes of CPU training): the built-in data then
+#: shows a clear signal in a few minutes. ``lexactum simulate`` keeps the full calibrated population.
+DEMO_MIN_LENSED_FLUX = 300.0
 
 
 def add_parser(subparsers, formatter_class) -> None:
@@ -79,8 +83,9 @@ def ensure_simulated(path, survey: str, n: int, seed: int = 0) -> None:
         return
     from lexactum.simulate import simulate_dataset
 
-    print(f"No dataset at {path}: simulating {n} {survey} images there (first use only) ...", flush=True)
-    simulate_dataset(path, survey=survey, n=n, layout="test", seed=seed)
+    print(f"No dataset at {path}: simulating {n} {survey} images there (first use only; lenses brighter "
+          f"than {DEMO_MIN_LENSED_FLUX:g} sigma in lensed flux) ...", flush=True)
+    simulate_dataset(path, survey=survey, n=n, layout="test", seed=seed, min_lensed_flux=DEMO_MIN_LENSED_FLUX)
 
 
 def draw_top_scored(run_dir, data, top: int):
