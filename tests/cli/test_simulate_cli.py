@@ -39,6 +39,17 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messag
     assert not out.exists()
 
 
+def test_a_bad_real_key_is_refused_before_simulating(tmp_path, capsys):
+    out = tmp_path / "sim"
+    key = tmp_path / "key.csv"
+    key.write_text("a,b\n1,2\n")
+    code = main(["simulate", "--survey", "space", "--n", "2", "--out", str(out), "--workers", "1", "--report",
+                 "--real-key", str(key)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "key.csv: not a training key" in err
+    assert not out.exists()
+
+
 def test_another_dataset_in_out_is_refused_without_overwrite(tmp_path, capsys):
     out = tmp_path / "sim"
     assert main(["simulate", "--survey", "space", "--n", "2", "--out", str(out), "--workers", "1"]) == 0

@@ -43,6 +43,10 @@ def test_read_training_key_accepts_quoted_headers_and_crlf(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="bad.csv: not a training key"):
         catalog.read_training_key(tmp_path / "bad.csv")
+    (tmp_path / "none.csv").write_text("ID,is_lens,Einstein_area,numb_pix_lensed_image,flux_lensed_image_in_sigma\n"
+                                       "100000,0,1e-11,0,0\n")
+    with pytest.raises(DataError, match="none.csv: not a training key .no row with is_lens = 1"):
+        catalog.read_training_key(tmp_path / "none.csv")
 
 
 @pytest.mark.parametrize("physics", [SPACE, GROUND], ids=["space", "ground"])

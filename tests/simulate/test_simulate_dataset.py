@@ -66,6 +66,7 @@ def test_headers_and_pixels_look_like_the_real_files(samples, space_test, ground
             h_ours, h_real = ours_hdul[0].header, real_hdul[0].header
             keys = lambda h: [k for k in h if k not in ("COMMENT", "")]  # noqa: E731
             assert keys(h_ours) == keys(h_real)
+            assert [h_ours.comments[k] for k in keys(h_ours)] == [h_real.comments[k] for k in keys(h_real)]
             for key in ("BITPIX", "NAXIS1", "NAXIS2", "CTYPE1", "CUNIT2", "NX", "NY"):
                 assert h_ours[key] == h_real[key]
             for key in ("CDELT1", "CD2_2", "CRPIX1", "RANGE X"):
@@ -170,6 +171,42 @@ def test_a_killed_run_resumes_to_the_same_bytes(tmp_path, space_test):
     assert not mismatch and not errors
 
 
+def test_a_resumed_run_removes_the_temporary_files_of_a_kill(tmp_path, space_test):
+    from lexactum.data.layouts import ChallengeDataset
+
+    out = tmp_path / "killed"
+    simulate_dataset(out, "space", 10, seed=3, workers=1, progress=False)
+    (out / "euclidB_image_catalog.csv").unlink()
+    band = out / "Data_EuclidBig.0/Public/Band1"
+    (band / "imageEUC_VIS-100002.fits").unlink()
+    half = band / ".imageEUC_VIS-100002.0123abcd.part.fits"  # atomic_path's name, cut by a kill
+    half.write_bytes((space_test / "Data_EuclidBig.0/Public/Band1/imageEUC_VIS-100002.fits").read_bytes()[:5000])
+    (band / "imageEUC_VIS-100007.fits.part").write_bytes(b"SIMPLE")  # an earlier version's name
+    (out / ".euclidB_image_catalog.89abcdef.part.csv").write_text("# cut\nID,no")
+    (out / "notes.part.txt").write_text("the user's")
+    before = ChallengeDataset(out, "space", require_labels=False)  # temporaries are never taken for images
+    assert 100_002 not in before.ids.tolist() and len(before) == 9 and len(before.incomplete) == 0
+    simulate_dataset(out, "space", 10, seed=3, workers=1, progress=False)
+    assert _files(out) == sorted(_files(space_test) + ["notes.part.txt"])
+    _, mismatch, errors = filecmp.cmpfiles(space_test, out, _files(space_test), shallow=False)
+    assert not mismatch and not errors
+
+
+def test_a_failed_write_leaves_no_file(tmp_path):
+    path = tmp_path / "Band1" / "imageEUC_VIS-100000.fits"
+    with pytest.raises(TypeError):
+        writer.write_fits_image(path, np.zeros((101, 101)), "not bytes")
+    assert list(path.parent.iterdir()) == []
+
+
+def test_an_out_that_cannot_be_created_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LexactumError, match=r"cannot create the folder") as info:
+        simulate_dataset(tmp_path / "file" / "sim", "space", 2, workers=1, progress=False)
+    assert "\n" not in str(info.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_other_parameters_or_foreign_folders_are_refused(tmp_path, space_test):
     import shutil
 
@@ -197,6 +234,7 @@ def test_other_parameters_or_foreign_folders_are_refused(tmp_path, space_test):
     ({"layout": "both"}, "unknown layout 'both'"),
     ({"workers": 0}, "--workers must be at least 1"),
     ({"min_lensed_flux": -1.0}, "minimum lensed flux must be a finite number of sigma >= 0"),
+    ({"per_folder": 0}, "objects per folder must be a positive integer, got 0"),
 ])
 def test_bad_input_is_refused_before_writing(tmp_path, kwargs, message):
     args = {"survey": "space", "n": 4} | kwargs
@@ -225,3 +263,18 @@ def test_min_lensed_flux_redraws_faint_lenses_only(tmp_path):
     kept = plain_key.flux_lensed_image_in_sigma >= 500  # bright enough at the first draw: the same object
     assert 0 < kept.sum() < len(kept)
     assert np.allclose(plain_key[kept].Einstein_area, bright_key[kept].Einstein_area)
+
+
+def test_objects_are_split_into_folders_of_ten_thousand_like_the_challenge(tmp_path):
+    from lexactum.data.layouts import ChallengeDataset
+    from lexactum.data.surveys import GROUND, SPACE
+
+    assert writer.OBJECTS_PER_FOLDER == 10_000
+    assert writer.object_folder(SPACE, "test", 9_999) == "Data_EuclidBig.0"
+    assert writer.object_folder(GROUND, "test", 10_000) == "Data_KiDS_Big.1"
+    assert writer.object_folder(GROUND, "train", 19_999) == "Data.1"
+    out = simulate_dataset(tmp_path / "split", "space", 5, layout="train", seed=1, workers=1, progress=False,
+                           per_folder=2)
+    assert sorted(p.name for p in out.glob("Data.*")) == ["Data.0", "Data.1", "Data.2"]
+    assert (out / "Data.2/Public/Band1/imageEUC_VIS-100004.fits").is_file()
+    assert len(ChallengeDataset(out)) == 5

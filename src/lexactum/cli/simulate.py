@@ -10,9 +10,11 @@ EPILOG = """examples:
   lexactum simulate --survey space --n 3000 --out data/demo/space --min-lensed-flux 300   # easier demo set
 
 The output is read like the real data ('lexactum dataset info OUT'). A killed run continues when started
-again with the same options; other options are refused unless --overwrite. --report compares the Einstein
-radii, lensed pixels above 1 sigma and lensed flux of 2,000 simulated lenses with the real training keys
-(quantiles and KS statistics) and writes OUT/simulation-report.png (lenses on top, non-lenses below).
+again with the same options (--workers may differ: the bytes do not depend on it); other options are
+refused unless --overwrite. --report compares the Einstein radii, lensed pixels above 1 sigma and lensed
+flux of --report-lenses simulated lenses (default 2,000) with the real training keys: quantiles and KS
+statistics against the keys' quantiles stored in the presets, or the two-sample KS test against the key
+given with --real-key. It also writes OUT/simulation-report.png (lenses on top, non-lenses below).
 """
 
 
@@ -39,9 +41,10 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--min-lensed-flux", type=float, default=0.0, metavar="SIGMA",
                         help="redraw lenses whose lensed flux is below SIGMA (0: the population calibrated on "
                              "the real keys; e.g. 300 for small, easier demonstration sets)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace a dataset with other options already in --out (the same options resume it)")
     parser.add_argument("--report", action="store_true",
-                        help="compare 2,000 simulated lenses with the real keys and write a picture grid")
+                        help="compare --report-lenses simulated lenses with the real keys and write a picture grid")
     parser.add_argument("--report-lenses", type=int, default=2000, metavar="N", help="lenses simulated for --report")
     parser.add_argument("--real-key", default=None, metavar="CSV",
                         help="a real classifications.csv for --report's KS test (default: stored quantiles)")
@@ -56,8 +59,13 @@ def run(args) -> int:
 
     if args.report and args.report_lenses < 10:
         raise LexactumError(f"--report-lenses must be at least 10, got {args.report_lenses}")
-    if args.real_key is not None and not Path(args.real_key).is_file():
-        raise LexactumError(f"--real-key {args.real_key}: file not found")
+    real = None
+    if args.real_key is not None:  # read before simulating: a bad key must leave nothing written
+        from lexactum.simulate import catalog
+
+        if not Path(args.real_key).is_file():
+            raise LexactumError(f"--real-key {args.real_key}: file not found")
+        real = catalog.read_training_key(args.real_key)
     out = simulate_dataset(args.out, args.survey, args.n, layout=args.layout, seed=args.seed,
                            lens_fraction=args.lens_fraction, workers=args.workers, overwrite=args.overwrite,
                            min_lensed_flux=args.min_lensed_flux)
@@ -68,12 +76,11 @@ def run(args) -> int:
         from lexactum.simulate.writer import REPORT_PNG
 
         physics = get_preset(args.survey)
-        real = catalog.read_training_key(args.real_key) if args.real_key else None
         simulated = catalog.simulated_lens_quantities(physics, args.report_lenses, seed=args.seed,
                                                       workers=args.workers or _cores(), progress=True)
         comparison = catalog.compare(simulated, physics, real)
         print(catalog.format_comparison(physics.name, comparison, args.report_lenses))
-        print("KS against " + ("the given key (two-sample)" if real else "the real keys' stored quantiles"))
+        print("KS against " + ("the given key (two-sample)" if real is not None else "the real keys' stored quantiles"))
         png = catalog.preview_png(out, Path(out) / REPORT_PNG)
         print(f"picture: {png}")
     return 0

@@ -60,6 +60,8 @@ def read_training_key(path: str | Path) -> dict[str, np.ndarray]:
         with open(path, newline="") as fh:
             rows = list(csv.DictReader(fh))
         lenses = [r for r in rows if int(r["is_lens"]) == 1]
+        if not lenses:
+            raise ValueError("no row with is_lens = 1")
         area = np.array([float(r["Einstein_area"]) for r in lenses])
         return {"einstein_radius": np.sqrt(area / np.pi) * (180 / np.pi * 3600),
                 "pixels": np.array([float(r["numb_pix_lensed_image"]) for r in lenses]),
@@ -147,12 +149,7 @@ def simulated_lens_quantities(physics: SurveyPhysics, n: int, seed: int = 0, wor
     tasks = [(physics, seed, i) for i in range(n)]
     pool = None
     if workers > 1 and n > 1:
-        import multiprocessing
-
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        if method == "fork":
-            scene.warm_up(physics)
-        pool = multiprocessing.get_context(method).Pool(min(workers, n))
+        pool = scene.worker_pool(physics, min(workers, n))
         results = pool.imap(_lens_quantities_task, tasks, chunksize=max(1, min(16, n // (4 * workers))))
     else:
         results = map(_lens_quantities_task, tasks)

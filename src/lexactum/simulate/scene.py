@@ -296,6 +296,16 @@ def render_field(physics: SurveyPhysics, fld: Field, rng: np.random.Generator) -
     return image
 
 
+def worker_pool(physics: SurveyPhysics, processes: int):
+    """A process pool for rendering: forked after :func:`warm_up` where fork exists (workers start ready)."""
+    import multiprocessing
+
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "fork":
+        warm_up(physics)
+    return multiprocessing.get_context(method).Pool(processes)
+
+
 def warm_up(physics: SurveyPhysics) -> None:
     """Import and build everything rendering needs, so that forked workers start ready (imports take seconds)."""
     rng = np.random.default_rng(0)

@@ -12,9 +12,10 @@ import numpy as np
 
 from lexactum.data.surveys import get_survey
 from lexactum.simulate import writer
+from lexactum.simulate.presets import PRESETS
 
-#: Median noise sigma per band of the real sample files (docs/challenge-data.md).
-TOY_NOISE = {"space": (7.9e-13,), "ground": (1.5e-12, 3.2e-12, 1.27e-12, 2.0e-12)}
+#: Median noise sigma per band of the real sample files: the simulator's presets.
+TOY_NOISE = {name: physics.noise_sigma for name, physics in PRESETS.items()}
 
 
 def toy_images(survey: str, n: int, labels: np.ndarray, rng: np.random.Generator,

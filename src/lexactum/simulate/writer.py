@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lexactum.data.surveys import TRAINING_CATALOG, SurveyFormat
+from lexactum.runs import atomic_path, write_text_atomic
 
 #: Objects per sub-folder in the released test set.
 OBJECTS_PER_FOLDER = 10_000
@@ -59,7 +61,7 @@ def fits_header_bytes(survey: SurveyFormat, ra: float = 0.0, dec: float = 0.0) -
     header["CUNIT1"] = ("deg", "the coordinate unit for the first axis")
     header["CUNIT2"] = ("deg", "the coordinate unit for the second axis")
     header["CDELT1"] = (-deg, "partial of first axis coordinate w.r.t. x")
-    header["CDELT2"] = (deg, "partial of first axis coordinate w.r.t. y")
+    header["CDELT2"] = (deg, "partial of second axis coordinate w.r.t. y")
     header["CROTA2"] = 0.0
     header["CD1_1"] = (-deg, "partial of first axis coordinate w.r.t. x")
     header["CD1_2"] = (0.0, "partial of first axis coordinate w.r.t. y")
@@ -74,17 +76,16 @@ def fits_header_bytes(survey: SurveyFormat, ra: float = 0.0, dec: float = 0.0) -
 
 
 def write_fits_image(path: Path, image: np.ndarray, header: bytes) -> None:
-    """Write one big-endian float32 image after ``header``, atomically (temporary name, then rename)."""
+    """Write one big-endian float32 image after ``header``, atomically (:func:`lexactum.runs.atomic_path`).
+
+    A run killed mid-write leaves at most a hidden temporary file, which no reader takes for an image and
+    :func:`simulate_dataset` removes when it resumes.
+    """
     data = np.ascontiguousarray(image, dtype=">f4").tobytes()
-    pad = (-len(data)) % 2880
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fh.write(header)
         fh.write(data)
-        fh.write(b"\0" * pad)
-    os.replace(tmp, path)
+        fh.write(b"\0" * ((-len(data)) % 2880))
 
 
 def write_training_catalog(root: Path, rows: Sequence[dict]) -> Path:
@@ -96,7 +97,7 @@ def write_training_catalog(root: Path, rows: Sequence[dict]) -> Path:
             f"{int(row['ID'])},{int(row['is_lens'])},{float(row.get('Einstein_area', 0.0)):.6g},"
             f"{int(row.get('numb_pix_lensed_image', 0))},{float(row.get('flux_lensed_image_in_sigma', 0.0)):.6g}"
         )
-    _write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -108,7 +109,7 @@ def write_test_catalog(root: Path, survey: SurveyFormat, rows: Sequence[dict], c
     lines.append(",".join(columns))
     for row in rows:
         lines.append(",".join(_format_value(row.get(c, 0)) for c in columns))
-    _write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -116,13 +117,6 @@ def _format_value(value) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     return f"{float(value):.6g}"
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------ simulated datasets
@@ -133,7 +127,7 @@ REPORT_PNG = "simulation-report.png"
 #: Draws of a lens at most when ``min_lensed_flux`` asks for a brighter one (then the last is kept).
 MAX_REDRAWS = 100
 #: Bumped when the simulator's output for a given seed changes, so that a resume never mixes versions.
-SIMULATOR_VERSION = 1
+SIMULATOR_VERSION = 2  # 2: the CDELT2 comment of the real files
 TEST_COLUMNS = ("ID", "no_source", "Einstein_radius", "Einstein_area", "z_lens", "z_source", "mag_lens",
                 "mag_source", "numb_pix_lensed_image", "flux_lensed_image_in_sigma", "noise_factor", "n_masked")
 TEST_COMMENTS = (
@@ -182,13 +176,16 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise LexactumError(f"--workers must be at least 1, got {workers}")
+    if isinstance(per_folder, bool) or not isinstance(per_folder, (int, np.integer)) or per_folder < 1:
+        raise LexactumError(f"objects per folder must be a positive integer, got {per_folder!r}")
     out = Path(out)
     params = {"simulator_version": SIMULATOR_VERSION, "survey": fmt.name, "layout": layout, "n": int(n),
               "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
               "min_lensed_flux": float(min_lensed_flux)}
     _prepare_output(out, params, overwrite)
-    _write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=False), indent=1) + "\n")
+    write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=False), indent=1) + "\n")
 
+    _remove_temporaries(out, fmt, layout, n, per_folder)
     rows = _read_journal(out / ROWS_JOURNAL)
     todo = [i for i in range(n) if 100_000 + i not in rows
             or not all(p.is_file() for p in band_paths(out, fmt, layout, i, 100_000 + i, per_folder))]
@@ -205,12 +202,12 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
             journal.write(json.dumps(row) + "\n")
             journal.flush()
     ordered = [rows[100_000 + i] for i in range(n)]
-    _write_text_atomic(out / ROWS_JOURNAL, "".join(json.dumps(row) + "\n" for row in ordered))
+    write_text_atomic(out / ROWS_JOURNAL, "".join(json.dumps(row) + "\n" for row in ordered))
     if layout == "train":
         write_training_catalog(out, ordered)
     else:
         write_test_catalog(out, fmt, ordered, TEST_COLUMNS, TEST_COMMENTS)
-    _write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=True), indent=1) + "\n")
+    write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=True), indent=1) + "\n")
     return out
 
 
@@ -221,16 +218,11 @@ def _run(tasks, workers, progress_bar, show, survey):
         results = map(simulate_object, tasks)
         pool = None
     else:
-        import multiprocessing
-
         from lexactum.simulate import scene
         from lexactum.simulate.presets import get_preset
 
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        if method == "fork":
-            scene.warm_up(get_preset(survey))
-            _header_cards(survey)
-        pool = multiprocessing.get_context(method).Pool(min(workers, len(tasks)))
+        _header_cards(survey)  # built once before the workers fork
+        pool = scene.worker_pool(get_preset(survey), min(workers, len(tasks)))
         chunk = max(1, min(4, len(tasks) // (8 * workers)))  # small: the last chunks finish together
         results = pool.imap_unordered(simulate_object, tasks, chunksize=chunk)
     try:
@@ -298,7 +290,10 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise LexactumError(f"--out {out} is a file, not a folder")
     if not out.exists() or not any(out.iterdir()):
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LexactumError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
         return
     manifest = out / MANIFEST
     previous = None
@@ -321,6 +316,25 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
     for pattern in _DATASET_PATTERNS:
         for path in out.glob(pattern):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+#: Temporary files of a killed run: ``lexactum.runs.atomic_path``'s hidden ``.<stem>.<8 hex>.part<suffix>``
+#: and the ``<name>.fits.part`` of earlier versions. Readers ignore both; a resumed run removes them.
+_TEMPORARY = re.compile(r"\..*\.[0-9a-f]{8}\.part(\.\w+)?|.*\.fits\.part")
+
+
+def _remove_temporaries(out: Path, fmt: SurveyFormat, layout: str, n: int, per_folder: int) -> None:
+    """Delete the temporary files a killed run left in ``out`` and its band folders."""
+    folders = [out] + [out / object_folder(fmt, layout, k * per_folder, per_folder) / "Public" / band
+                       for k in range(-(-n // per_folder)) for band in fmt.band_folders]
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            if _TEMPORARY.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
 
 
 def _read_journal(path: Path) -> dict[int, dict]:
