@@ -6,8 +6,9 @@ On the same generated challenge-format files (space: 1 band, ground: 4 bands), t
   (b) ours:     ``read_fits_stack`` into one array + batched ``zscale`` (numba);
 
 each split into reading and normalising, as CPU time (``time.process_time``) and wall time, best of
-``--repeats``, per band-image, with the ratio (a)/(b). ``bench_loader`` and ``bench_augment`` time the
-cache, loader and augmentation when those modules are importable.
+``--repeats``, per band-image, with the ratio (a)/(b). Then the preparation of the cache and the loader
+over it (images/s), and the augmentation (images/s on the CPU, and on the GPU when present) as a share of
+one lens_flow training step on the same batch of 64.
 
     python benchmarks/bench_data.py --n 200 --json bench.json
 """
@@ -99,20 +100,19 @@ def bench_original_vs_ours(files: list[list[Path]], repeats: int, parallel: bool
     return {"band_images": n_images, "steps": rows}
 
 
-def bench_loader(root: Path, survey: str, repeats: int) -> dict | None:
-    """[needs lexactum.data.cache + loader] Preparing the cache, then one pass of the loader over it."""
-    try:
-        from lexactum.data.cache import prepare
-        from lexactum.data.loader import make_loader
-    except ImportError as exc:
-        print(f"  bench_loader skipped: {exc}")
-        return None
+def bench_loader(root: Path, repeats: int) -> dict:
+    """Preparing the cache (all cores), then a shuffled pass of the loader over it (main process)."""
+    from lexactum.data.cache import prepare
+    from lexactum.data.loader import make_loader
+
     results = {}
-    with tempfile.TemporaryDirectory() as cache_dir:
+    with tempfile.TemporaryDirectory() as warm_up, tempfile.TemporaryDirectory() as cache_dir:
+        # The first preparation in a process also loads the compiled kernels (about 1.5 s, once): not timed.
+        prepare(root, normalisation="zscale", cache_dir=warm_up, progress=False)
         c0, w0 = time.process_time(), time.perf_counter()
         prepared = prepare(root, normalisation="zscale", cache_dir=cache_dir, progress=False)
         n = len(prepared)
-        results["prepare_wall_us_per_object"] = 1e6 * (time.perf_counter() - w0) / n
+        results["prepare_images_per_s"] = n / (time.perf_counter() - w0)
         results["prepare_cpu_us_per_object_main_process"] = 1e6 * (time.process_time() - c0) / n
         loader = make_loader(prepared, batch_size=64, shuffle=True, num_workers=0)
 
@@ -121,26 +121,56 @@ def bench_loader(root: Path, survey: str, repeats: int) -> dict | None:
                 pass
 
         timing = best_of(one_epoch, repeats)
-        results["loader_wall_us_per_object"] = 1e6 * timing["wall_s"] / n
+        results["loader_images_per_s"] = n / timing["wall_s"]
         results["loader_cpu_us_per_object"] = 1e6 * timing["cpu_s"] / n
     return results
 
 
-def bench_augment(n_bands: int, repeats: int) -> dict | None:
-    """[needs lexactum.data.augment] The seed's augmentation of a batch of 64 images on the CPU."""
-    try:
-        import torch
+def _sync(device) -> None:
+    import torch
 
-        from lexactum.data.augment import Augmenter
-    except ImportError as exc:
-        print(f"  bench_augment skipped: {exc}")
-        return None
-    generator = torch.Generator().manual_seed(0)
-    batch = torch.rand((64, n_bands, 101, 101), generator=generator)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_augment(n_bands: int, repeats: int, batch_size: int = 64) -> dict:
+    """The seed's augmentation of a batch on the CPU (and the GPU when present), against one lens_flow
+    training step (forward, backward, Adam) on the same batch and device."""
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return {name: _augment_on(torch.device(name), n_bands, repeats, batch_size) for name in devices}
+
+
+def _augment_on(device, n_bands: int, repeats: int, batch_size: int) -> dict:
+    import torch
+
+    from lexactum.data.augment import Augmenter
+    from lexactum.models import create_model
+
+    generator = torch.Generator(device=device).manual_seed(0)
+    batch = torch.rand((batch_size, n_bands, 101, 101), generator=generator, device=device)
+    labels = torch.randint(0, 2, (batch_size,), generator=generator, device=device).float()
     augmenter = Augmenter()
-    augmenter(batch, generator)
-    timing = best_of(lambda: augmenter(batch, generator), repeats)
-    return {"cpu_us_per_image": 1e6 * timing["cpu_s"] / 64, "wall_us_per_image": 1e6 * timing["wall_s"] / 64}
+    model = create_model("lens_flow", n_bands).to(device).train()
+    optimiser = torch.optim.Adam(model.parameters())
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+
+    def augment():
+        augmenter(batch, generator)
+        _sync(device)
+
+    def train_step():
+        optimiser.zero_grad(set_to_none=True)
+        loss_fn(model(batch), labels).backward()
+        optimiser.step()
+        _sync(device)
+
+    augment(), train_step()  # compile / warm up
+    augment_s = best_of(augment, repeats)["wall_s"]
+    step_s = best_of(train_step, repeats)["wall_s"]
+    return {"augment_images_per_s": batch_size / augment_s, "lens_flow_step_ms": 1e3 * step_s,
+            "augment_share_of_step": augment_s / step_s}
 
 
 def print_table(survey: str, result: dict) -> None:
@@ -150,9 +180,13 @@ def print_table(survey: str, result: dict) -> None:
     for step, row in result["steps"].items():
         print(f"  {step:<12} {row['original_cpu_us']:>12.1f} {row['ours_cpu_us']:>10.1f} {row['ratio_cpu']:>6.1f}x   "
               f"{row['original_wall_us']:>12.1f} {row['ours_wall_us']:>10.1f} {row['ratio_wall']:>6.1f}x")
-    for name in ("loader", "augment"):
-        if result.get(name):
-            print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in result[name].items()))
+    loader = result["loader"]
+    print(f"  cache: prepare {loader['prepare_images_per_s']:.0f} images/s (all cores), "
+          f"loader {loader['loader_images_per_s']:.0f} images/s")
+    for device, row in result["augment"].items():
+        print(f"  augmentation on {device}: {row['augment_images_per_s']:.0f} images/s, "
+              f"{100 * row['augment_share_of_step']:.1f}% of a lens_flow training step "
+              f"({row['lens_flow_step_ms']:.1f} ms at batch 64)")
 
 
 def main(argv=None) -> int:
@@ -169,18 +203,19 @@ def main(argv=None) -> int:
     from lexactum.simulate.toy import write_toy_dataset
 
     results = {"n_objects": args.n, "repeats": args.repeats, "parallel": args.parallel,
-               "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()), "surveys": {}}
+               "cpu_count": os.cpu_count(), "surveys": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for survey in args.surveys:
             root = write_toy_dataset(Path(tmp) / survey, survey=survey, n=args.n, layout="test",
                                      mask_fraction=0.3)
             files = object_files(root, survey, args.n)
             result = bench_original_vs_ours(files, args.repeats, args.parallel)
-            result["loader"] = bench_loader(root, survey, args.repeats)
+            result["loader"] = bench_loader(root, args.repeats)
             result["augment"] = bench_augment(len(files[0]), args.repeats)
             results["surveys"][survey] = result
             print_table(survey, result)
-    print(f"\nload average during the run: {results['load_average']} on {results['cpu_count']} cores")
+    results["load_average"] = list(os.getloadavg())  # 1, 5, 15 minutes: the end of the run
+    print(f"\nload average at the end of the run: {results['load_average']} on {results['cpu_count']} cores")
     if args.json:
         tmp_json = args.json.with_name(args.json.name + ".part")
         tmp_json.write_text(json.dumps(results, indent=2) + "\n")

@@ -52,3 +52,15 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, extra, message):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and message in err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_unwritable_out_exits_2_before_reading(make_dataset, tmp_path, capsys, where):
+    dataset = make_dataset(survey="space", n=3, layout="train")
+    (tmp_path / "plain").write_text("a file")
+    out = tmp_path if where == "a folder" else tmp_path / "plain" / "grid.png"
+    assert main(["augment-preview", str(dataset), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"--out {out}" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+

@@ -60,7 +60,8 @@ def test_info_text_lists_problems(ground_set, tmp_path, capsys):
     assert "1 catalog IDs without any image file: 199999" in text
 
 
-@pytest.mark.parametrize("case", ["missing folder", "no id column", "wrong survey", "bad normalisation"])
+@pytest.mark.parametrize("case", ["missing folder", "no id column", "wrong survey", "bad normalisation",
+                                  "bad normalisation (info)"])
 def test_errors_exit_2_with_one_line(make_dataset, tmp_path, capsys, case):
     root = make_dataset(survey="space", n=3, layout="train")
     argv = ["dataset", "info", str(root)]
@@ -70,6 +71,8 @@ def test_errors_exit_2_with_one_line(make_dataset, tmp_path, capsys, case):
         (root / "classifications.csv").write_text("name,is_lens\nx,1\n")
     elif case == "wrong survey":
         argv += ["--survey", "ground"]
+    elif case == "bad normalisation (info)":
+        argv += ["--normalisation", "nonsense", "--cache-dir", str(tmp_path)]
     else:
         argv = ["dataset", "prepare", str(root), "--normalisation", "nonsense", "--cache-dir", str(tmp_path)]
     assert main(argv) == 2
@@ -82,3 +85,69 @@ def test_errors_exit_2_with_one_line(make_dataset, tmp_path, capsys, case):
 def test_dataset_without_action_prints_help(capsys):
     assert main(["dataset"]) == 0
     assert "info" in capsys.readouterr().out
+
+
+def _break(root, case):
+    """Spoil the ground training set at ``root`` as ``case`` says; returns the path the error must name."""
+    import numpy as np
+    from astropy.io import fits
+
+    dataset = ChallengeDataset(root)
+    catalog = root / "classifications.csv"
+    if case == "empty folder":
+        for path in sorted(root.rglob("*"), reverse=True):
+            path.rmdir() if path.is_dir() else path.unlink()
+        return root
+    if case == "no catalog":
+        catalog.unlink()
+        return root
+    if case == "no label column":
+        catalog.write_text("ID,lens\n100000,1\n")
+        return catalog
+    if case == "catalog not CSV":
+        catalog.write_bytes(b"PK\x03\x04\x14\0\x06\0\x08\0\0\0!\0")
+        return catalog
+    if case == "survey cannot be told":
+        for path in root.rglob("*.fits"):
+            path.unlink()
+        return root
+    bad = dataset.band_paths[0][0] if case == "other shape, first file" else dataset.band_paths[4][2]
+    if case == "truncated image":
+        bad.write_bytes(bad.read_bytes()[:5000])
+    elif case == "image not FITS":
+        bad.write_text("not an image\n")
+    else:
+        fits.writeto(bad, np.zeros((64, 64), np.float32), overwrite=True)
+    return bad
+
+
+def _as_shown(text: str) -> list[str]:
+    """The non-blank lines a terminal shows for ``text`` (a carriage return starts its line again)."""
+    shown = [line.split("\r")[-1] for line in text.split("\n")]
+    return [line for line in shown if line.strip()]
+
+
+@pytest.mark.parametrize("case, workers", [
+    ("empty folder", 1), ("no catalog", 1), ("no label column", 1), ("catalog not CSV", 1),
+    ("survey cannot be told", 1), ("truncated image", 2), ("image not FITS", 1),
+    ("other shape", 1), ("other shape, first file", 1),
+])
+def test_prepare_bad_input_one_line_nothing_written(make_dataset, tmp_path, capsys, monkeypatch, case, workers):
+    """Every bad input of the issue: exit 2, one line naming the file (the progress bar erased), no cache."""
+    from lexactum.data import cache
+
+    monkeypatch.delenv("LEXACTUM_NO_PROGRESS", raising=False)  # the bar is on, as for a user
+    monkeypatch.setattr(cache, "CHUNK_OBJECTS", 2)  # several chunks, so --workers 2 runs in processes
+    root = make_dataset(survey="ground", n=6, layout="train")
+    named = _break(root, case)
+    cache_dir = tmp_path / "cache"
+    argv = ["dataset", "prepare", str(root), "--cache-dir", str(cache_dir), "--workers", str(workers)]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = _as_shown(captured.err)
+    assert len(lines) == 1 and lines[0].startswith("lexactum dataset: error: "), captured.err
+    assert str(named) in lines[0]
+    if "shape" in case:
+        assert "64x64" in lines[0]
+    assert captured.out == ""
+    assert not cache_dir.exists() or list(cache_dir.iterdir()) == []

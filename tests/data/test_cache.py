@@ -163,3 +163,26 @@ def test_cache_locations(make_dataset, tmp_path, monkeypatch):
     assert open_prepared(prepared.path).ids.tolist() == dataset.ids.tolist()
     with pytest.raises(DataError, match="not a prepared dataset"):
         open_prepared(tmp_path)
+
+
+def test_real_ground_samples_masked_pixels(samples, tmp_path):
+    """The real ground samples hold masked pixels (exactly 100.0): the cache holds astropy's ZScale of each
+    band image with those pixels set to 0 first (within 1e-6)."""
+    import shutil
+
+    from astropy.visualization import ZScaleInterval
+
+    root = tmp_path / "ground"
+    shutil.copytree(samples / "mariogeiger_lensfinder-euclid" / "samples" / "ground_based", root)
+    shutil.copyfile(samples / "agoila_strong-lenses" / "classifications.csv", root / "classifications.csv")
+    dataset = ChallengeDataset(root)
+    prepared = prepare(dataset, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    n_masked = 0
+    for k, paths in enumerate(dataset.band_paths):
+        for band, path in enumerate(paths):
+            raw = fits.getdata(path).astype(np.float32)
+            masked = raw == 100.0
+            n_masked += int(masked.sum())
+            expected = ZScaleInterval()(np.where(masked, np.float32(0.0), raw))
+            np.testing.assert_allclose(prepared.images[k, band], expected, rtol=0, atol=1e-6, err_msg=str(path))
+    assert n_masked >= 49 + 212  # two U-band sample files carry masks

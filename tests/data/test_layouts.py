@@ -234,3 +234,14 @@ def test_unreadable_or_odd_image_named(make_dataset):
     not_fits = dataset.band_paths[2][3]
     not_fits.write_text("hello")
     _one_line_error(lambda: dataset.read(2), not_fits)
+
+
+def test_odd_first_band_is_the_file_named(make_dataset):
+    """The first band file of an object is checked against the survey's 101x101 too, not taken as the norm."""
+    root = make_dataset(survey="ground", n=3, layout="train")
+    dataset = ChallengeDataset(root)
+    odd = dataset.band_paths[0][0]
+    fits.writeto(odd, np.zeros((64, 64), np.float32), overwrite=True)
+    message = _one_line_error(lambda: dataset.read(0), odd, "64x64")
+    assert str(dataset.band_paths[0][1]) not in message
+    assert dataset.read(1).shape == (4, 101, 101)

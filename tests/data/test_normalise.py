@@ -187,16 +187,18 @@ def test_masks_and_non_finite_become_zero(method):
     result = normalise(images, method=method, mask_value=100.0)
     assert result.shape == images.shape and result.dtype == np.float32
     assert np.array_equal(images, original, equal_nan=True)  # input untouched
-    missing = (images == 100.0) | ~np.isfinite(images)
-    assert np.all(result[missing] == 0) and np.all(np.isfinite(result))
-    # masked pixels are ignored, exactly as if they were NaN
-    as_nan = np.where(images == 100.0, np.nan, images)
-    assert np.array_equal(result, normalise(as_nan, method=method))
+    assert np.all(result[~np.isfinite(images)] == 0) and np.all(np.isfinite(result))
+    # masked pixels are set to 0 before normalising (a flux of 0, not ignored)
+    as_zero = np.where(images == 100.0, 0.0, images)
+    assert np.array_equal(result, normalise(as_zero, method=method))
+    if method == "none":
+        assert np.all(result[images == 100.0] == 0)
 
 
 def test_zscale_method_is_zscale_of_masked_image():
     images = _ground_batch()
-    masked = np.where(images == 100.0, np.nan, images)
+    masked = np.where(images == 100.0, np.float32(0.0), images)
+    assert (images == 100.0).any()
     assert np.array_equal(normalise(images, mask_value=100.0), zscale(masked))
 
 

@@ -54,6 +54,7 @@ def run(args) -> int:
 
     if args.n < 1:
         raise LexactumError(f"--n {args.n}: need at least one object to show")
+    _check_out(args.out)
     dataset = ChallengeDataset(args.path, args.survey)
     n = min(args.n, len(dataset))
     if n == 0:
@@ -75,3 +76,17 @@ def run(args) -> int:
     out = image_grid(np.concatenate(cells), args.out, titles=titles, ncols=columns)
     print(f"wrote {out} ({n} objects, seed {args.seed})")
     return 0
+
+
+def _check_out(out: str) -> None:
+    """Fail before any work when the picture cannot be written where ``--out`` says."""
+    from pathlib import Path
+
+    from lexactum.errors import LexactumError
+
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise LexactumError(f"--out {out}: is a folder; give the name of the PNG file to write")
+    blocking = next((parent for parent in path.parents if parent.exists() and not parent.is_dir()), None)
+    if blocking is not None:
+        raise LexactumError(f"--out {out}: {blocking} is a file, not a folder")

@@ -92,7 +92,9 @@ def run_info(args) -> int:
     import json
 
     from lexactum.data.layouts import ChallengeDataset
+    from lexactum.data.normalise import get_normalisation
 
+    get_normalisation(args.normalisation)  # an unknown name is an error, not a 'missing' cache
     dataset = ChallengeDataset(args.path, survey=args.survey)
     report = describe(dataset, args.normalisation, args.mask, args.cache_dir)
     if args.json:

@@ -25,8 +25,8 @@ from lexactum.errors import DataError, LexactumError
 
 INDEX_FILE = "index.json"
 IMAGES_FILE = "images.f32"
-#: Bumped whenever the cache's files change meaning.
-CACHE_FORMAT = 1
+#: Bumped whenever the cache's files change meaning (2: masked pixels are 0 before normalising, not ignored).
+CACHE_FORMAT = 2
 #: Objects per work unit: small enough for a smooth progress bar, large enough to amortise a task.
 CHUNK_OBJECTS = 256
 #: Objects read and normalised together inside a work unit.
@@ -160,11 +160,15 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
                   mask_value, n_workers > 1) for start, stop in chunks]
         with progress_bar(total=shape[0], desc=f"preparing {dataset.path.name}", unit="img",
                           enabled=None if progress else False) as bar:
-            if n_workers <= 1:
-                for task in tasks:
-                    bar.update(_prepare_chunk(task))
-            else:
-                _run_parallel(tasks, n_workers, bar)
+            try:
+                if n_workers <= 1:
+                    for task in tasks:
+                        bar.update(_prepare_chunk(task))
+                else:
+                    _run_parallel(tasks, n_workers, bar)
+            except BaseException:
+                bar.leave = False  # erase the unfinished bar: the error is then the only line left
+                raise
         index = {
             "format": CACHE_FORMAT,
             "version": _package_version(),

@@ -98,8 +98,13 @@ class ChallengeDataset:
         return [tuple(Path(p) for p in paths) for paths in self._band_files]
 
     def read(self, i: int) -> np.ndarray:
-        """The raw (C, H, W) float32 images of the ``i``-th object."""
-        return read_objects([self._band_files[i]])[0]
+        """The raw (C, H, W) float32 images of the ``i``-th object.
+
+        Every band must be a ``survey.image_size`` square (101x101); otherwise a DataError names the file.
+        """
+        size = self.survey.image_size
+        out = np.empty((1, self.survey.n_bands, size, size), dtype=np.float32)
+        return read_objects([self._band_files[i]], out=out)[0]
 
     def fingerprint(self) -> str:
         """A hash of every image file's relative path, size and time, and of the catalog's.
@@ -119,33 +124,19 @@ class ChallengeDataset:
 
 def read_objects(band_files: Sequence[Sequence[str | os.PathLike]],
                  out: np.ndarray | None = None) -> np.ndarray:
-    """Read objects' band files into a (B, C, H, W) float32 array (``out`` if given).
+    """Read objects' band files into a (B, C, H, W) float32 array (``out``, C-contiguous, if given).
 
     Every image must have the shape of the first one (or of ``out``); otherwise a DataError names the file.
     """
-    from lexactum.data import fits
+    from lexactum.data.fits import read_fits, read_fits_stack
 
-    n_bands = len(band_files[0])
     flat = [p for paths in band_files for p in paths]
     if out is None:
-        first = fits.read_fits(flat[0])
-        out = np.empty((len(band_files), n_bands, *first.shape), dtype=np.float32)
-    stack = getattr(fits, "read_fits_stack", None)
-    if stack is not None:
-        try:
-            stack(flat, out=out.reshape(-1, *out.shape[2:]))
-            return out
-        except DataError:
-            raise
-        except Exception:  # noqa: BLE001 - the per-file loop below names the file at fault
-            pass
-    flat_out = out.reshape(-1, *out.shape[2:])
-    for k, p in enumerate(flat):
-        image = fits.read_fits(p)
-        if image.shape != flat_out.shape[1:]:
-            raise DataError(f"{p}: image is {image.shape[0]}x{image.shape[1]} pixels but the others are "
-                            f"{flat_out.shape[1]}x{flat_out.shape[2]}")
-        flat_out[k] = image
+        first = read_fits(flat[0])
+        out = np.empty((len(band_files), len(band_files[0]), *first.shape), dtype=np.float32)
+    elif not out.flags.c_contiguous:  # reshape would copy, and the images would land in the copy
+        raise ValueError("read_objects needs a C-contiguous out array")
+    read_fits_stack(flat, out=out.reshape(-1, *out.shape[2:]))
     return out
 
 

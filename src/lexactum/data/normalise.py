@@ -5,7 +5,8 @@ per band, but compiled with numba over a whole batch: about 50x less CPU than ca
 image. Other methods are plain numpy; adding one is one function plus :func:`register_normalisation`.
 
 Conventions shared by every method: input and output are float32 ``(N, C, H, W)``; a method receives an
-array it may overwrite, in which missing pixels (masked, NaN, inf) are NaN, and must ignore them;
+array it may overwrite, in which masked pixels are already 0 (like every known challenge pipeline, the issue
+and docs/architecture.md ask for) and missing pixels (NaN, inf) are NaN, which it must ignore;
 :func:`normalise` turns them into 0 afterwards.
 """
 
@@ -333,7 +334,7 @@ def zscale(images, contrast: float = 0.25, n_samples: int = 1000, max_reject: fl
 
 
 # --------------------------------------------------------------------------------------------------
-# Registered methods: fn(images (N, C, H, W) float32, writable, missing pixels NaN) -> images.
+# Registered methods: fn(images (N, C, H, W) float32, writable, masks 0, NaN/inf as NaN) -> images.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -345,7 +346,7 @@ def _zscale_method(images: np.ndarray) -> np.ndarray:
 
 @register_normalisation("none")
 def _no_normalisation(images: np.ndarray) -> np.ndarray:
-    """Raw fluxes (only masks and NaN/inf become 0)."""
+    """Raw fluxes (only masked and NaN/inf pixels become 0)."""
     return images
 
 
@@ -401,7 +402,7 @@ def _asinh(images: np.ndarray) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _copy_marking_missing(source, target, mask_value, use_mask):
-    """target = source with non-finite pixels (and, if ``use_mask``, those equal to ``mask_value``) as NaN.
+    """target = source with non-finite pixels as NaN and, if ``use_mask``, those equal to ``mask_value`` as 0.
 
     Written without branches (x - x is 0 only for finite x) so that it vectorises.
     """
@@ -409,8 +410,8 @@ def _copy_marking_missing(source, target, mask_value, use_mask):
     nan = np.float32(np.nan)
     for i in range(source.size):
         value = source[i]
-        missing = (value - value != zero) | (use_mask & (value == mask_value))
-        target[i] = nan if missing else value
+        value = zero if use_mask & (value == mask_value) else value
+        target[i] = nan if value - value != zero else value
 
 
 @njit(cache=True, nogil=True)
@@ -425,9 +426,9 @@ def _zero_non_finite(values):
 def normalise(images, method: str = "zscale", mask_value: float | None = None, out=None) -> np.ndarray:
     """Normalise images (N, C, H, W) (or (C, H, W), (H, W)) with a registered method; float32 (N, C, H, W).
 
-    Pixels equal to ``mask_value`` (ground: 100.0) are treated as missing, like NaN/inf: ignored by the
-    method and 0 in the result. Works on a copy, or in ``out`` (float32, the batch's shape, C-contiguous;
-    may be ``images`` itself or a memmap slice).
+    Pixels equal to ``mask_value`` (ground: 100.0) are set to 0 before normalising (so they count as a flux
+    of 0); NaN/inf pixels are ignored by the method and 0 in the result. Works on a copy, or in ``out``
+    (float32, the batch's shape, C-contiguous; may be ``images`` itself or a memmap slice).
     """
     fn = get_normalisation(method)
     batch = _as_batch(images)
