@@ -57,6 +57,8 @@ def test_bad_flags_exit_non_zero_with_one_line(args, tmp_path):
     (["--no_of_epochs", "0"], "epochs must be a positive"),
     (["--batch_size", "-1"], "batch_size must be a positive"),
     (["--train_or_load", "load", "--model_name", "missing.safetensors"], "missing.safetensors"),
+    (["--train_or_load", "load", "--batch_size", "0"], "batch_size must be a positive"),
+    (["--train_or_load", "load", "--no_of_epochs", "-3"], "epochs must be a positive"),
 ])
 def test_bad_values_fail_with_one_line(args, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -85,9 +87,11 @@ def test_train_then_load_end_to_end(make_dataset, tmp_path):
                   cwd=tmp_path, env_extra=env)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     load_run = Path(tmp_path / re.search(r"results: (\S+)", loaded.stdout).group(1))
-    assert load_run != train_run and (load_run / "roc.png").is_file()
+    assert load_run != train_run and (load_run / "roc.png").is_file() and (load_run / "config.json").is_file()
     first, second = (json.loads((d / "metrics.json").read_text()) for d in (train_run, load_run))
     assert second["n"] == first["n"] == 48  # the same test part
+    first_split, second_split = (json.loads((d / "split.json").read_text()) for d in (train_run, load_run))
+    assert second_split["test"]["ids"] == first_split["test"]["ids"]
     assert second["auc"] == pytest.approx(first["auc"], abs=1e-9)
     assert second["tpr0"] == pytest.approx(first["tpr0"], abs=1e-9)
 
@@ -102,3 +106,53 @@ def test_a_space_model_is_refused_by_ground(tmp_path, monkeypatch, capsys):
     assert main("ground", args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "space" in err[0] and "ground" in err[0], err
+
+
+def test_load_a_seed_keras_file_end_to_end(make_dataset, keras_fixtures, tmp_path):
+    """Issue 5: the seed's `--train_or_load load --model_name X.h5`, the file in a models/ folder, no TensorFlow."""
+    import shutil
+
+    import numpy as np
+
+    from lexactum.data import ChallengeDataset
+    from lexactum.data.cache import prepare
+    from lexactum.data.loader import split_indices
+    from lexactum.evaluation.evaluate import score
+    from lexactum.models import load_model
+
+    (tmp_path / "models").mkdir()
+    name = "space_lens_flow_500epochs.h5"
+    shutil.copyfile(keras_fixtures / "lens_flow_c1.h5", tmp_path / "models" / name)
+    dataset = make_dataset(n=60, seed=5)
+    env = {"LEXACTUM_CACHE_DIR": str(tmp_path / "cache")}
+    loaded = _run("Space.py", "--dataset", dataset, "--train_or_load", "load", "--model_name", name,
+                  cwd=tmp_path, env_extra=env)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    for label in ("AUC", "TPR0", "TPR10", "TPR at 0.5", "FPR at 0.5", "ms/image"):
+        assert label in loaded.stdout
+    run_dir = tmp_path / re.search(r"results: (\S+)", loaded.stdout).group(1)
+    assert (run_dir / "roc.png").is_file() and not list((tmp_path / "models").glob("*.safetensors"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n"] == 48 and metrics["model"]["network"] == "lens_flow"  # the seed's 80% test part
+    config = json.loads((run_dir / "config.json").read_text())  # every run records what it did
+    assert config["model"] == str((tmp_path / "models" / name).resolve()) and config["n_test"] == 48
+    assert json.loads((run_dir / "split.json").read_text())["test"]["n"] == 48
+
+    # The scores written are the imported network's on the test part of the seed's split (seed 0).
+    model = load_model(tmp_path / "models" / name)
+    prepared = prepare(ChallengeDataset(dataset, survey="space"), cache_dir=tmp_path / "cache")
+    test = split_indices(len(prepared), (0.19, 0.01, 0.80), 0)[2]
+    expected = score(model, np.asarray(prepared.images)[test], "cpu")
+    lines = (run_dir / "scores.csv").read_text().splitlines()
+    assert lines[0] == "ID,label,score"
+    written = np.array([float(line.split(",")[2]) for line in lines[1:]])
+    ids = np.array([int(line.split(",")[0]) for line in lines[1:]])
+    np.testing.assert_array_equal(ids, np.asarray(prepared.ids)[test])
+    np.testing.assert_allclose(written, expected, rtol=0, atol=1e-6)
+
+    # A 1-band file does not fit the 4-band survey: one clear line, non-zero exit.
+    refused = _run("Ground.py", "--dataset", dataset, "--train_or_load", "load", "--model_name", name,
+                   cwd=tmp_path, env_extra=env)
+    assert refused.returncode == 2
+    err = refused.stderr.strip().splitlines()
+    assert len(err) == 1 and name in err[0] and "ground" in err[0], refused.stderr

@@ -15,8 +15,8 @@ import argparse
 import os
 import sys
 
-#: The seed's six networks, in its order (the names --model_name accepts with 'train').
-SEED_NETWORKS = ("cas_swinburne", "lastro_epfl", "cmu_deeplens", "wsi_net", "lens_flow", "lens_finder")
+from lexactum.models.registry import BUILTIN_MODULES as SEED_NETWORKS  # names only: --help stays fast
+
 #: Where the built-in simulated set of each survey goes when --dataset is not given.
 DEMO_DATA = "data/demo/{survey}"
 SEED_SPLIT = (0.19, 0.01, 0.80)
@@ -51,7 +51,10 @@ def build_parser(survey: str) -> argparse.ArgumentParser:
                f"  python {ENTRY_POINTS[survey]} --dataset ~/data/{survey.capitalize()}BasedTest "
                f"--model_name cmu_deeplens --no_of_epochs 50\n"
                f"  python {ENTRY_POINTS[survey]} --train_or_load load "
-               f"--model_name {survey}_lens_flow_10epochs.safetensors\n",
+               f"--model_name {survey}_lens_flow_10epochs.safetensors\n"
+               f"  python {ENTRY_POINTS[survey]} --dataset ~/data/{survey.capitalize()}BasedTest --train_or_load load "
+               f"--model_name {survey}_cmu_deeplens_500epochs.h5\n"
+               f"        (the seed's Keras .h5 files load too, without TensorFlow)\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dataset", metavar="PATH", default=None,
@@ -88,8 +91,14 @@ def main(survey: str, argv: list[str] | None = None) -> int:
 
 
 def run(survey: str, args) -> int:
+    from lexactum.errors import LexactumError
     from lexactum.evaluation.evaluate import format_metrics_table
 
+    # Checked for load too (the seed's flags apply to both): a bad value never passes silently.
+    for flag, name, value in (("--no_of_epochs", "epochs", args.no_of_epochs),
+                              ("--batch_size", "batch_size", args.batch_size)):
+        if value < 1:
+            raise LexactumError(f"{flag} {value}: {name} must be a positive whole number")
     dataset = args.dataset or _demo_dataset(survey)
     if args.train_or_load == "train":
         metrics, out_dir, model_path = _train(survey, dataset, args)
@@ -142,19 +151,31 @@ def _load_and_score(survey: str, dataset, args):
     from lexactum.data.loader import split_indices
     from lexactum.evaluation.evaluate import evaluate_model
     from lexactum.models import load_model
+    from lexactum.models.files import resolve_model_path
 
-    model = load_model(args.model_name, survey=survey)
+    model_path = resolve_model_path(args.model_name)
+    model = load_model(model_path, survey=survey)
     split = model.metadata.get("split") or {}
     fractions = tuple(split.get("fractions") or SEED_SPLIT)
-    prepared = prepare(ChallengeDataset(dataset, survey=survey),
-                       normalisation=model.metadata.get("normalisation") or "zscale")
+    normalisation = model.metadata.get("normalisation") or "zscale"
+    prepared = prepare(ChallengeDataset(dataset, survey=survey), normalisation=normalisation)
     if model.metadata.get("test_dataset") or len(fractions) < 3 or fractions[2] <= 0:
         test_indices = None  # trained on another set (the challenge's protocol): score all of this one
     else:
         test_indices = split_indices(len(prepared), fractions, int(split.get("seed", 0)))[2]
-    out_dir = runs.new_run_dir(survey, f"{Path(args.model_name).stem}_load")
+    out_dir = runs.new_run_dir(survey, f"{model_path.stem}_load")
+    runs.write_config(out_dir, {
+        "command": f"{ENTRY_POINTS[survey]} --train_or_load load", "model": str(model_path.resolve()),
+        "network": model.metadata.get("network"), "survey": survey, "dataset": str(Path(dataset).resolve()),
+        "split": list(fractions), "split_seed": int(split.get("seed", 0)),
+        "n_test": len(prepared) if test_indices is None else len(test_indices),
+        "batch_size": max(args.batch_size, 64), "normalisation": normalisation,
+    })
+    test_ids = prepared.ids if test_indices is None else [prepared.ids[k] for k in test_indices]
+    runs.write_split(out_dir, {"test": test_ids}, fractions=list(fractions), seed=int(split.get("seed", 0)),
+                     dataset=str(Path(dataset).resolve()))
     metrics = evaluate_model(model, prepared, test_indices, out_dir, batch_size=max(args.batch_size, 64),
-                             verbose=False, title=f"{survey} {Path(args.model_name).name}")
+                             verbose=False, title=f"{survey} {model_path.name}")
     return metrics, out_dir, None
 
 

@@ -26,10 +26,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from torch import nn
 
 from lexactum import runs
+from lexactum.data.loader import SEED_SPLIT  # the seed's split of one dataset: 19% / 1% / 80%
 from lexactum.errors import LexactumError
 
-#: The seed's split of one dataset: 19% train, 1% validation, 80% test.
-SEED_SPLIT = (0.19, 0.01, 0.80)
 #: With a separate test dataset (the challenge's protocol) the training set is split train / validation.
 CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
 #: Precisions accepted by --precision (Lightning's names).

@@ -96,3 +96,10 @@ def test_features_errors(make_dataset, tmp_path, capsys):
     assert "no complete object with ID 424242" in capsys.readouterr().err
     assert main(["features", "--model", str(model), "--image", "nothing.fits", "--out", str(tmp_path / "y")]) == 2
     assert "--dataset" in capsys.readouterr().err
+    image = str(dataset.band_paths[1][0])
+    for count in ("0", "-2"):  # was a ZeroDivisionError traceback (0) and PNGs drawn without channels (-2)
+        assert main(["features", "--model", str(model), "--image", image, "--out", str(tmp_path / "m"),
+                     "--max-channels", count]) == 2
+        assert f"--max-channels {count}" in capsys.readouterr().err and not (tmp_path / "m").exists()
+    with pytest.raises(LexactumError, match="max_channels"):
+        plots.plot_feature_maps({"conv": np.zeros((2, 5, 5))}, np.zeros((1, 5, 5)), tmp_path / "n", max_channels=0)

@@ -106,3 +106,6 @@ def test_predict_errors(make_dataset, tmp_path, capsys):
     assert "no FITS files" in capsys.readouterr().err
     assert main(["predict", "--model", str(space), str(tmp_path / "nowhere"), "--out", str(tmp_path / "z")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # A bad batch size fails before any work: no output folder with a config.json for a run that never ran.
+    assert main(["predict", "--model", str(space), str(root), "--out", str(tmp_path / "b"), "--batch-size", "0"]) == 2
+    assert "--batch-size 0" in capsys.readouterr().err and not (tmp_path / "b").exists()

@@ -170,10 +170,46 @@ def test_evaluate_cli(make_dataset, ground_model, tmp_path, monkeypatch, capsys)
     config = json.loads((out / "config.json").read_text())
     assert config["n_objects"] == 6 and config["survey"] == "ground" and config["bootstrap"] == 20
 
+    # Bad values fail before the scoring pass and leave no output folder behind.
+    for option, value in (("--batch-size", "0"), ("--bootstrap", "-1")):
+        rc = main(["evaluate", "--model", model_path.name, "--dataset", str(root), "--out", "early", option, value])
+        assert rc == 2 and f"{option} {value}" in capsys.readouterr().err and not (tmp_path / "early").exists()
+    with pytest.raises(LexactumError, match="bootstrap"):
+        evaluate.evaluate_model(ground_model[0], dataset, out_dir=tmp_path / "never", bootstrap=-5)
+    assert not (tmp_path / "never").exists()
+
     space_model = save_model(create_model("lens_flow", in_channels=1), tmp_path / "space.safetensors")
     rc = main(["evaluate", "--model", str(space_model), "--dataset", str(root), "--out", "bad"])
     assert rc == 2
     assert "space" in capsys.readouterr().err
+
+
+def test_evaluate_cli_with_a_seed_keras_file(make_dataset, keras_fixtures, tmp_path, monkeypatch, capsys):
+    """Issue 5: `lexactum evaluate --model X.h5` evaluates exactly as with our own model files."""
+    import shutil
+
+    from lexactum.data.layouts import ChallengeDataset
+    from lexactum.models import load_model
+
+    (tmp_path / "models").mkdir()
+    shutil.copyfile(keras_fixtures / "lens_flow_c4.h5", tmp_path / "models" / "ground_lens_flow_9epochs.h5")
+    shutil.copyfile(keras_fixtures / "lens_flow_c1.h5", tmp_path / "space_flow.h5")
+    root = make_dataset("ground", n=12, layout="test", seed=2)
+    monkeypatch.chdir(tmp_path)
+    rc = main(["evaluate", "--model", "ground_lens_flow_9epochs.h5", "--dataset", str(root), "--out", "ev",
+               "--bootstrap", "0", "--batch-size", "5", "--device", "cpu"])
+    assert rc == 0
+    written = {int(r["ID"]): float(r["score"]) for r in read_scores(tmp_path / "ev" / "scores.csv")}
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["model"]["network"] == "lens_flow" and saved["model"]["survey"] == "ground"
+    dataset = ChallengeDataset(root)
+    model = load_model(tmp_path / "models" / "ground_lens_flow_9epochs.h5")
+    expected, _ = evaluate.score_files(model, dataset, device="cpu")
+    np.testing.assert_allclose([written[int(i)] for i in dataset.ids], expected, rtol=0, atol=1e-6)
+
+    rc = main(["evaluate", "--model", "space_flow.h5", "--dataset", str(root), "--out", "bad"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "space_flow.h5" in err[0] and "ground" in err[0], err
 
 
 @pytest.mark.parametrize(

@@ -151,6 +151,16 @@ def test_other_input_size_is_refused(tmp_path):
     path = save_model(create_model("lens_flow"), tmp_path / "m.safetensors", {"input_size": 64})
     with pytest.raises(ModelFileError, match="64-pixel images"):
         load_model(path)
+    # A size that is not the number 101 (here the string '101' of another tool) is named as it is.
+    text = _write_raw(tmp_path / "t.safetensors", create_model("lens_flow").state_dict(),
+                      {"network": "lens_flow", "in_channels": 1, "input_size": "101"})
+    with pytest.raises(ModelFileError, match="made for '101'-pixel images; this version takes 101x101"):
+        load_model(text)
+
+
+def test_a_folder_is_not_a_model_file(tmp_path):
+    with pytest.raises(ModelFileError, match="is a folder"):
+        load_model(tmp_path)
 
 
 def test_missing_extra_and_misshapen_weights_are_refused(tmp_path):

@@ -103,10 +103,16 @@ def run(args) -> int:
     from pathlib import Path
 
     from lexactum.data.layouts import ChallengeDataset
+    from lexactum.errors import LexactumError
     from lexactum.evaluation.evaluate import evaluate_model, model_normalisation, resolve_device
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import write_config
 
+    # Checked before any work: a bad value must not cost a whole scoring pass or leave a config.json behind.
+    if args.batch_size < 1:
+        raise LexactumError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.bootstrap < 0:
+        raise LexactumError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more resamples")
     dataset = ChallengeDataset(args.dataset, survey=args.survey)
     model_path = resolve_model_path(args.model)
     model = load_model(model_path, survey=dataset.survey)

@@ -43,11 +43,14 @@ def run(args) -> int:
     from pathlib import Path
 
     from lexactum.data.normalise import normalise
+    from lexactum.errors import LexactumError
     from lexactum.evaluation.evaluate import conv_activations, model_normalisation, read_single_object
     from lexactum.evaluation.plots import plot_feature_maps
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import write_config
 
+    if args.max_channels < 1:
+        raise LexactumError(f"--max-channels {args.max_channels}: draw at least 1 channel per layer")
     model_path = resolve_model_path(args.model)
     model = load_model(model_path)
     raw, survey, where = read_single_object(args.image, int(model.metadata.get("in_channels") or 1),

@@ -40,11 +40,13 @@ def add_parser(subparsers, formatter_class) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from lexactum.errors import ModelFileError
+    from lexactum.errors import LexactumError, ModelFileError
     from lexactum.evaluation.evaluate import model_normalisation, open_cutouts, predict_folder, resolve_device
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import write_config
 
+    if args.batch_size < 1:  # before any work: no output folder for a run that cannot start
+        raise LexactumError(f"--batch-size {args.batch_size}: must be at least 1")
     model_path = resolve_model_path(args.model)
     model = load_model(model_path, survey=args.survey)
     source = open_cutouts(args.input, survey=args.survey or model.metadata.get("survey"))

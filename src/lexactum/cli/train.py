@@ -18,7 +18,8 @@ A run folder (runs/<time>_<survey>_<network>/ unless --run-dir) receives config.
 metrics.csv (one row per epoch), training_curves.png, last.ckpt and best.ckpt (by validation AUC), and the
 test evaluation: scores.csv, metrics.json, roc.png. The model goes to
 models/<survey>_<network>_<epochs>epochs.safetensors unless --model-out. With --resume, the run's own
-settings are used; only --epochs, --device, --precision, --patience, --model-out and --cache-dir may change.
+settings are used; only --epochs, --device, --precision, --patience, --model-out, --cache-dir and
+--bootstrap may change.
 """
 
 #: Defaults shown in --help; the options themselves default to "not given" so --resume can tell.

@@ -441,6 +441,8 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     from lexactum.evaluation.plots import plot_roc
     from lexactum.runs import write_json
 
+    if isinstance(bootstrap, bool) or int(bootstrap) != bootstrap or bootstrap < 0:  # before the scoring pass
+        raise LexactumError(f"bootstrap must be 0 (no intervals) or a whole number of resamples, got {bootstrap!r}")
     out_dir = Path(out_dir)
     indices = np.arange(len(data.ids)) if indices is None else np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:

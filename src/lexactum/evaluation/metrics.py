@@ -18,7 +18,10 @@ _BOOTSTRAP_BLOCK_ELEMENTS = 1 << 21
 def check_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     """``labels`` as int8 0/1 and ``scores`` as float64, or a LexactumError saying what is wrong."""
     labels = np.asarray(labels)
-    scores = np.asarray(scores, dtype=np.float64)
+    try:
+        scores = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise LexactumError(f"scores must be numbers: {exc}") from None
     if labels.ndim != 1 or scores.ndim != 1:
         raise LexactumError(f"labels and scores must be 1-D, got shapes {labels.shape} and {scores.shape}")
     if len(labels) != len(scores):

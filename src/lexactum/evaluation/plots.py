@@ -218,6 +218,8 @@ def plot_feature_maps(activations: Mapping[str, np.ndarray], input_image, out_di
     channels are drawn per layer (row by row, each stretched to its own range). Files are
     ``NN_<layer name>.png``.
     """
+    if isinstance(max_channels, bool) or not isinstance(max_channels, (int, np.integer)) or max_channels < 1:
+        raise LexactumError(f"max_channels must be a whole number >= 1, got {max_channels!r}")
     out_dir = Path(out_dir)
     plt = _pyplot()
     input_shown, input_cmap = _display(input_image)

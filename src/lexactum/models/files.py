@@ -93,6 +93,8 @@ def resolve_model_path(path: str | os.PathLike, models_dir: str | os.PathLike = 
     looked = [candidate]
     if candidate.is_file():
         return candidate
+    if candidate.is_dir():
+        raise ModelFileError(f"model file {str(path)!r} is a folder; give the model file inside it")
     if candidate.parent == Path("."):
         in_models = Path(models_dir) / candidate
         looked.append(in_models)
@@ -148,10 +150,10 @@ def _build_from_safetensors(path: Path):
         raise ModelFileError(f"{path} has no 'network' in its metadata: not a LEXACTUM model file")
     if network not in list_models():
         raise ModelFileError(f"{path} holds unknown network {network!r} (known: {', '.join(list_models())})")
-    if metadata.get("input_size", INPUT_SIZE) != INPUT_SIZE:
-        raise ModelFileError(
-            f"{path} was made for {metadata['input_size']}-pixel images; this version uses {INPUT_SIZE}"
-        )
+    size = metadata.get("input_size", INPUT_SIZE)
+    if isinstance(size, bool) or size != INPUT_SIZE:
+        raise ModelFileError(f"{path} was made for {size!r}-pixel images; this version takes "
+                             f"{INPUT_SIZE}x{INPUT_SIZE}-pixel images")
     try:
         model = create_model(network, in_channels=metadata.get("in_channels", 1))
     except LexactumError as exc:
