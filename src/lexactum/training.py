@@ -264,10 +264,26 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
         enable_progress_bar=bool(progress), enable_model_summary=bool(progress), num_sanity_val_steps=0,
     )
     options.update(trainer_kwargs)
+    _hide_lightning_advertising()
     try:
         return L.Trainer(**options)
     except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
         raise LexactumError(f"cannot train with device {device!r} and precision {precision!r}: {exc}") from None
+
+
+def _hide_lightning_advertising() -> None:
+    """Drop Lightning's 'Tip: try installing litlogger' line: an advertisement, not information about the run."""
+    import logging
+
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoTips) for f in logger.filters):
+        logger.addFilter(_NoTips())
+
+
+class _NoTips:
+    @staticmethod
+    def filter(record) -> bool:
+        return "Tip:" not in str(record.msg)
 
 
 @dataclass

@@ -79,8 +79,11 @@ def test_time_per_image_in_memory_and_from_files(make_dataset, ground_model):
     dataset = ChallengeDataset(make_dataset("ground", n=6))
     images = np.zeros((6, 4, 101, 101), dtype=np.float32)
     timing = evaluate.time_per_image(model, images, source=dataset, device="cpu", batch_size=4)
-    assert timing["model_s_per_image"] > 0
-    assert timing["end_to_end_s_per_image"] > timing["model_s_per_image"]  # reading + normalising cost too
+    # Timings are measured, never compared with each other (that would make the test depend on machine load).
+    assert 0 < timing["model_s_per_image"] < float("inf")
+    assert 0 < timing["end_to_end_s_per_image"] < float("inf")
+    without_files = evaluate.time_per_image(model, images, device="cpu", batch_size=4)
+    assert without_files["end_to_end_s_per_image"] is None and without_files["model_s_per_image"] > 0
 
 
 def read_scores(path):
