@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from lexactum.cli import main
+from lexactum.data import cutouts
 from lexactum.errors import DataError, LexactumError
 from lexactum.evaluation import evaluate, plots
 
@@ -54,7 +55,7 @@ def test_features_from_r_band_file_and_from_id_agree(make_dataset, tmp_path):
     k = 1
     r_band = dataset.band_paths[k][0]
     assert r_band.name.startswith("imageSDSS_R-")
-    raw, survey, files = evaluate.read_single_object(str(r_band), 4)
+    raw, survey, files = cutouts.read_single_object(str(r_band), 4)
     np.testing.assert_array_equal(raw, dataset.read(k))
     assert survey.name == "ground" and files == list(dataset.band_paths[k])
 
@@ -89,7 +90,7 @@ def test_features_errors(make_dataset, tmp_path, capsys):
     missing_band = dataset.band_paths[0][3]
     missing_band.unlink()
     with pytest.raises(DataError, match="band U of object"):
-        evaluate.read_single_object(str(dataset.band_paths[0][0]), 4)
+        cutouts.read_single_object(str(dataset.band_paths[0][0]), 4)
     model = save_toy_model(tmp_path / "ground.safetensors", 4)
     assert main(["features", "--model", str(model), "--image", "424242", "--dataset", str(root),
                  "--out", str(tmp_path / "x")]) == 2

@@ -42,9 +42,10 @@ def add_parser(subparsers, formatter_class) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from lexactum.data.cutouts import read_single_object
     from lexactum.data.normalise import normalise
     from lexactum.errors import LexactumError
-    from lexactum.evaluation.evaluate import conv_activations, model_normalisation, read_single_object
+    from lexactum.evaluation.evaluate import conv_activations, model_normalisation
     from lexactum.evaluation.plots import plot_feature_maps
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import write_config

@@ -40,8 +40,9 @@ def add_parser(subparsers, formatter_class) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from lexactum.data.cutouts import open_cutouts
     from lexactum.errors import LexactumError, ModelFileError
-    from lexactum.evaluation.evaluate import model_normalisation, open_cutouts, predict_folder, resolve_device
+    from lexactum.evaluation.evaluate import model_normalisation, predict_folder, resolve_device
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import write_config
 

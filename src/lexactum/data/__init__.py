@@ -14,6 +14,7 @@ _EXPORTS = {
     "zscale": "lexactum.data.normalise",
     "normalise": "lexactum.data.normalise",
     "list_normalisations": "lexactum.data.normalise",
+    "open_cutouts": "lexactum.data.cutouts",
     "get_survey": "lexactum.data.surveys",
     "SURVEYS": "lexactum.data.surveys",
 }

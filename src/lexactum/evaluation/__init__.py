@@ -26,7 +26,6 @@ _EXPORTS = {
     "time_per_image": "evaluate",
     "evaluate_model": "evaluate",
     "predict_folder": "evaluate",
-    "open_cutouts": "evaluate",
     "conv_activations": "evaluate",
 }
 
