@@ -88,6 +88,7 @@ def test_train_then_load_end_to_end(make_dataset, tmp_path):
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     load_run = Path(tmp_path / re.search(r"results: (\S+)", loaded.stdout).group(1))
     assert load_run != train_run and (load_run / "roc.png").is_file() and (load_run / "config.json").is_file()
+    assert load_run.name.endswith(f"_{Path(model.name).stem}_load") and "space_space" not in load_run.name
     first, second = (json.loads((d / "metrics.json").read_text()) for d in (train_run, load_run))
     assert second["n"] == first["n"] == 48  # the same test part
     first_split, second_split = (json.loads((d / "split.json").read_text()) for d in (train_run, load_run))

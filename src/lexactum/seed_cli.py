@@ -163,7 +163,7 @@ def _load_and_score(survey: str, dataset, args):
         test_indices = None  # trained on another set (the challenge's protocol): score all of this one
     else:
         test_indices = split_indices(len(prepared), fractions, int(split.get("seed", 0)))[2]
-    out_dir = runs.new_run_dir(survey, f"{model_path.stem}_load")
+    out_dir = runs.new_run_dir(survey, f"{model_path.stem.removeprefix(survey + '_')}_load")
     runs.write_config(out_dir, {
         "command": f"{ENTRY_POINTS[survey]} --train_or_load load", "model": str(model_path.resolve()),
         "network": model.metadata.get("network"), "survey": survey, "dataset": str(Path(dataset).resolve()),
