@@ -209,7 +209,7 @@ def _inside_span(slope, offset, limit, width):
     return start, end
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, boundscheck=False)
 def _resample(images, inverse, exact, out):
     """Bilinear resampling with zeros outside (nearest where ``exact``), the semantics of ``grid_sample``.
 
@@ -218,49 +218,73 @@ def _resample(images, inverse, exact, out):
     copied into a scratch with a one-pixel zero border). Along each output row the source position is
     linear in x, so the span of columns that read inside the image is solved once per row and the inner
     loop has no bounds tests. Tests check it against ``F.grid_sample`` and scipy.
+
+    For speed the scratch is one flat plane per channel, read with a single index ``y0 * (W + 2) + x0``
+    (its border is zeroed once; only the interior is rewritten per image); each row's indices and
+    weights are computed once, in a loop that vectorises (positions in float64, truncated to int32;
+    weights in float32), and reused by every channel; and the inner loops index with unsigned integers,
+    which numba does not test for negative (wraparound) indices. All positions used are >= 0: the spans
+    keep them in ``[0, W + 1)``. (int32 indices limit an image to 2**31 padded pixels, far beyond use.)
     """
     n, channels, height, width = images.shape
-    padded = np.zeros((channels, height + 2, width + 2), dtype=images.dtype)
-    columns = np.empty(width, np.int64)
-    rows = np.empty(width, np.int64)
-    right = np.zeros(width, np.float64)
-    below = np.zeros(width, np.float64)
+    stride = np.uint64(width + 2)
+    one = np.uint64(1)
+    padded = np.zeros((channels, (height + 2) * (width + 2)), dtype=images.dtype)
+    stride32 = np.int32(width + 2)
+    index = np.empty(width, np.uint32)
+    right = np.empty(width, np.float32)
+    below = np.empty(width, np.float32)
     for i in range(n):
-        padded[:, 1:-1, 1:-1] = images[i]
+        for ch in range(channels):
+            plane = padded[ch]
+            for r in range(height):
+                source = images[i, ch, r]
+                base = (r + 1) * (width + 2) + 1
+                for c in range(width):
+                    plane[base + c] = source[c]
         # Source position in padded pixels: (ax x + bx y + cx, ay x + by y + cy).
         ax, bx, cx = inverse[i, 0, 0], inverse[i, 0, 1], inverse[i, 0, 2] + 1.0
         ay, by, cy = inverse[i, 1, 0], inverse[i, 1, 1], inverse[i, 1, 2] + 1.0
+        nearest = exact[i]
         for y in range(height):
             offset_x = bx * y + cx
             offset_y = by * y + cy
             start_x, end_x = _inside_span(ax, offset_x, width + 1.0, width)
             start_y, end_y = _inside_span(ay, offset_y, height + 1.0, width)
-            start = max(start_x, start_y)
-            end = max(start, min(end_x, end_y))
-            for x in range(start, end):
-                sx = ax * x + offset_x
-                sy = ay * x + offset_y
-                if exact[i]:
-                    columns[x] = int(np.rint(sx))
-                    rows[x] = int(np.rint(sy))
-                else:
-                    columns[x] = int(sx)
-                    rows[x] = int(sy)
-                    right[x] = sx - columns[x]
-                    below[x] = sy - rows[x]
+            start = np.uint64(max(start_x, start_y))
+            end = np.uint64(max(max(start_x, start_y), min(end_x, end_y)))
+            if nearest:
+                for x in range(start, end):
+                    row_index = np.int32(np.rint(ay * x + offset_y)) * stride32
+                    index[x] = np.uint32(row_index + np.int32(np.rint(ax * x + offset_x)))
+            else:
+                for x in range(start, end):
+                    sx = ax * x + offset_x
+                    sy = ay * x + offset_y
+                    x0 = np.int32(sx)  # int32: these conversions vectorise (AVX2 has none to 64 bits)
+                    y0 = np.int32(sy)
+                    index[x] = np.uint32(y0 * stride32 + x0)
+                    right[x] = np.float32(sx - x0)
+                    below[x] = np.float32(sy - y0)
             for ch in range(channels):
                 plane = padded[ch]
                 row = out[i, ch, y]
-                row[:start] = 0.0
-                row[end:] = 0.0
-                if exact[i]:
+                for x in range(np.uint64(0), start):
+                    row[x] = 0.0
+                for x in range(end, np.uint64(width)):
+                    row[x] = 0.0
+                if nearest:
                     for x in range(start, end):
-                        row[x] = plane[rows[x], columns[x]]
+                        row[x] = plane[np.uint64(index[x])]
                     continue
                 for x in range(start, end):
-                    x0, y0, fx, fy = columns[x], rows[x], right[x], below[x]
-                    row[x] = ((1.0 - fy) * ((1.0 - fx) * plane[y0, x0] + fx * plane[y0, x0 + 1])
-                              + fy * ((1.0 - fx) * plane[y0 + 1, x0] + fx * plane[y0 + 1, x0 + 1]))
+                    k = np.uint64(index[x])
+                    fx = right[x]
+                    fy = below[x]
+                    below_k = k + stride
+                    top = plane[k] + fx * (plane[k + one] - plane[k])
+                    bottom = plane[below_k] + fx * (plane[below_k + one] - plane[below_k])
+                    row[x] = top + fy * (bottom - top)
 
 
 def _resample_on_cpu(images, inverse, exact, out) -> None:
@@ -271,9 +295,10 @@ def _resample_on_cpu(images, inverse, exact, out) -> None:
         _resample(images, inverse, exact, out)
         return
     bounds = [n * k // workers for k in range(workers + 1)]
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers - 1) as pool:  # the calling thread does the first chunk itself
         chunks = [pool.submit(_resample, images[a:b], inverse[a:b], exact[a:b], out[a:b])
-                  for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+                  for a, b in zip(bounds[1:-1], bounds[2:], strict=True)]
+        _resample(images[:bounds[1]], inverse[:bounds[1]], exact[:bounds[1]], out[:bounds[1]])
         for chunk in chunks:
             chunk.result()
 
