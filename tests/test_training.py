@@ -177,15 +177,19 @@ def test_augmentation_only_touches_training_batches(tmp_path):
     module = LensFinderModule("lens_flow", 1, augment=True, seed=0)
     trainer = build_trainer(tmp_path, epochs=1, device="cpu", progress=False)
     module.trainer = trainer
-    batch = (torch.rand(4, 1, 101, 101), torch.ones(4), torch.arange(4))
+    images = torch.rand(4, 1, 101, 101)
+
+    def fresh_batch():  # the loader gathers a new batch every time; training augments it in place
+        return images.clone(), torch.ones(4), torch.arange(4)
+
     trainer.state.stage = RunningStage.VALIDATING
-    assert torch.equal(module.on_after_batch_transfer(batch, 0)[0], batch[0])
+    assert torch.equal(module.on_after_batch_transfer(fresh_batch(), 0)[0], images)
     trainer.state.stage = RunningStage.TRAINING
     module.on_train_epoch_start()
-    first = module.on_after_batch_transfer(batch, 0)[0]
+    first = module.on_after_batch_transfer(fresh_batch(), 0)[0]
     module.on_train_epoch_start()
-    again = module.on_after_batch_transfer(batch, 0)[0]
-    assert not torch.equal(first, batch[0])
+    again = module.on_after_batch_transfer(fresh_batch(), 0)[0]
+    assert not torch.equal(first, images)
     assert torch.equal(first, again)  # seeded by (seed, epoch) only
 
 

@@ -81,7 +81,8 @@ class LensFinderModule(L.LightningModule):
 
         self.save_hyperparameters()
         self.network = create_model(network, in_channels)
-        self.augmenter = Augmenter(enabled=augment)
+        # In place: each batch is a fresh gather from the cache, used only after augmentation.
+        self.augmenter = Augmenter(enabled=augment, inplace=True)
         self.loss_fn = nn.BCEWithLogitsLoss()
         self._augment_generator: torch.Generator | None = None
         self._val_scores: list[torch.Tensor] = []
