@@ -11,6 +11,27 @@ SAMPLES = SHARED / "challenge_samples"
 KERAS_FIXTURES = SHARED / "keras_fixtures"
 
 
+@pytest.fixture(autouse=True)
+def quiet(monkeypatch):
+    """No progress bars and no GUI backend in tests; a test that wants the bar removes the variable."""
+    monkeypatch.setenv("LEXACTUM_NO_PROGRESS", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+@pytest.fixture
+def toy_model_file():
+    """Factory: ``toy_model_file(path, in_channels, seed=0) -> Path`` of a freshly initialised lens_flow."""
+    import torch
+
+    from lexactum.models import create_model, save_model
+
+    def make(path, in_channels: int, seed: int = 0):
+        torch.manual_seed(seed)
+        return save_model(create_model("lens_flow", in_channels=in_channels), path)
+
+    return make
+
+
 @pytest.fixture
 def make_dataset(tmp_path_factory):
     """Factory: ``make_dataset(survey="space", n=40, layout="test", **kw) -> Path`` of a toy dataset."""

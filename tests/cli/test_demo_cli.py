@@ -9,7 +9,6 @@ from lexactum.cli import main
 
 def test_demo_simulates_trains_and_writes_every_result(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("LEXACTUM_NO_PROGRESS", "1")
     monkeypatch.setenv("LEXACTUM_CACHE_DIR", str(tmp_path / "cache"))
     data, run = tmp_path / "data" / "space", tmp_path / "run"
     argv = ["demo", "--data", str(data), "--n", "60", "--epochs", "1", "--batch-size", "16",

@@ -15,19 +15,6 @@ from lexactum.errors import DataError, LexactumError
 from lexactum.evaluation import evaluate, plots
 
 
-@pytest.fixture(autouse=True)
-def quiet(monkeypatch):
-    monkeypatch.setenv("LEXACTUM_NO_PROGRESS", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-
-
-def save_toy_model(path, in_channels):
-    from lexactum.models import create_model, save_model
-
-    torch.manual_seed(2)
-    return save_model(create_model("lens_flow", in_channels=in_channels), path)
-
-
 def test_conv_activations_of_a_small_network(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 5, 3, stride=2), nn.Flatten(),
@@ -47,7 +34,7 @@ def test_conv_activations_of_a_small_network(tmp_path):
         evaluate.conv_activations(nn.Sequential(nn.Flatten()), image)
 
 
-def test_features_from_r_band_file_and_from_id_agree(make_dataset, tmp_path):
+def test_features_from_r_band_file_and_from_id_agree(toy_model_file, make_dataset, tmp_path):
     from lexactum.data.layouts import ChallengeDataset
 
     root = make_dataset("ground", n=3, layout="train", seed=6)
@@ -59,7 +46,7 @@ def test_features_from_r_band_file_and_from_id_agree(make_dataset, tmp_path):
     np.testing.assert_array_equal(raw, dataset.read(k))
     assert survey.name == "ground" and files == list(dataset.band_paths[k])
 
-    model = save_toy_model(tmp_path / "ground.safetensors", 4)
+    model = toy_model_file(tmp_path / "ground.safetensors", 4, seed=2)
     assert main(["features", "--model", str(model), "--image", str(r_band), "--out", str(tmp_path / "a")]) == 0
     assert main(["features", "--model", str(model), "--image", str(dataset.ids[k]), "--dataset", str(root),
                  "--out", str(tmp_path / "b")]) == 0
@@ -72,17 +59,17 @@ def test_features_from_r_band_file_and_from_id_agree(make_dataset, tmp_path):
     assert config["files"] == [str(p) for p in dataset.band_paths[k]]
 
 
-def test_features_space_image(make_dataset, tmp_path):
+def test_features_space_image(toy_model_file, make_dataset, tmp_path):
     from lexactum.data.layouts import ChallengeDataset
 
     dataset = ChallengeDataset(make_dataset("space", n=2))
-    model = save_toy_model(tmp_path / "space.safetensors", 1)
+    model = toy_model_file(tmp_path / "space.safetensors", 1, seed=2)
     assert main(["features", "--model", str(model), "--image", str(dataset.band_paths[0][0]),
                  "--out", str(tmp_path / "maps")]) == 0
     assert len(list((tmp_path / "maps").glob("*.png"))) == 3
 
 
-def test_features_errors(make_dataset, tmp_path, capsys):
+def test_features_errors(toy_model_file, make_dataset, tmp_path, capsys):
     from lexactum.data.layouts import ChallengeDataset
 
     root = make_dataset("ground", n=2, layout="train")
@@ -91,7 +78,7 @@ def test_features_errors(make_dataset, tmp_path, capsys):
     missing_band.unlink()
     with pytest.raises(DataError, match="band U of object"):
         cutouts.read_single_object(str(dataset.band_paths[0][0]), 4)
-    model = save_toy_model(tmp_path / "ground.safetensors", 4)
+    model = toy_model_file(tmp_path / "ground.safetensors", 4, seed=2)
     assert main(["features", "--model", str(model), "--image", "424242", "--dataset", str(root),
                  "--out", str(tmp_path / "x")]) == 2
     assert "no complete object with ID 424242" in capsys.readouterr().err

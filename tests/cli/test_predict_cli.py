@@ -6,23 +6,8 @@ import csv
 import json
 
 import numpy as np
-import pytest
-import torch
 
 from lexactum.cli import main
-
-
-@pytest.fixture(autouse=True)
-def quiet(monkeypatch):
-    monkeypatch.setenv("LEXACTUM_NO_PROGRESS", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-
-
-def save_toy_model(path, in_channels):
-    from lexactum.models import create_model, save_model
-
-    torch.manual_seed(1)
-    return save_model(create_model("lens_flow", in_channels=in_channels), path)
 
 
 def read_outputs(out):
@@ -32,11 +17,11 @@ def read_outputs(out):
     return rows, submission
 
 
-def test_predict_challenge_dataset(make_dataset, tmp_path):
+def test_predict_challenge_dataset(toy_model_file, make_dataset, tmp_path):
     from lexactum.data.layouts import ChallengeDataset
 
     root = make_dataset("space", n=11, layout="test", seed=2)
-    model = save_toy_model(tmp_path / "space.safetensors", 1)
+    model = toy_model_file(tmp_path / "space.safetensors", 1, seed=1)
     assert main(["predict", "--model", str(model), str(root), "--out", str(tmp_path / "pred"),
                  "--batch-size", "4", "--device", "cpu"]) == 0
     rows, submission = read_outputs(tmp_path / "pred")
@@ -59,7 +44,7 @@ def test_predict_challenge_dataset(make_dataset, tmp_path):
     assert config["n_objects"] == 11 and config["survey"] == "space"
 
 
-def test_predict_loose_multiband_cutouts_match_the_challenge_layout(make_dataset, tmp_path):
+def test_predict_loose_multiband_cutouts_match_the_challenge_layout(toy_model_file, make_dataset, tmp_path):
     """One file per object with all bands (any names) scores like the same images in the challenge layout."""
     from astropy.io import fits
 
@@ -71,7 +56,7 @@ def test_predict_loose_multiband_cutouts_match_the_challenge_layout(make_dataset
     loose.mkdir(parents=True)
     for k, object_id in enumerate(dataset.ids):
         fits.PrimaryHDU(dataset.read(k)).writeto(loose / f"candidate_{object_id}.fits")
-    model = save_toy_model(tmp_path / "ground.safetensors", 4)
+    model = toy_model_file(tmp_path / "ground.safetensors", 4, seed=1)
     assert main(["predict", "--model", str(model), str(root), "--out", str(tmp_path / "a")]) == 0
     assert main(["predict", "--model", str(model), str(tmp_path / "loose"), "--out", str(tmp_path / "b")]) == 0
     rows_a, _ = read_outputs(tmp_path / "a")
@@ -84,21 +69,21 @@ def test_predict_loose_multiband_cutouts_match_the_challenge_layout(make_dataset
     np.testing.assert_allclose([b[k] for k in a], list(a.values()), rtol=1e-5)
 
 
-def test_predict_unlabelled_challenge_files(make_dataset, tmp_path):
+def test_predict_unlabelled_challenge_files(toy_model_file, make_dataset, tmp_path):
     root = make_dataset("space", n=4, layout="train")
     (root / "classifications.csv").unlink()
-    model = save_toy_model(tmp_path / "space.safetensors", 1)
+    model = toy_model_file(tmp_path / "space.safetensors", 1, seed=1)
     assert main(["predict", "--model", str(model), str(root), "--out", str(tmp_path / "p")]) == 0
     rows, submission = read_outputs(tmp_path / "p")
     assert list(rows[0]) == ["ID", "score"] and len(submission) == 4
 
 
-def test_predict_errors(make_dataset, tmp_path, capsys):
+def test_predict_errors(toy_model_file, make_dataset, tmp_path, capsys):
     root = make_dataset("space", n=3)
-    ground = save_toy_model(tmp_path / "ground.safetensors", 4)
+    ground = toy_model_file(tmp_path / "ground.safetensors", 4, seed=1)
     assert main(["predict", "--model", str(ground), str(root), "--out", str(tmp_path / "x")]) == 2
     assert "ground" in capsys.readouterr().err
-    space = save_toy_model(tmp_path / "space.safetensors", 1)
+    space = toy_model_file(tmp_path / "space.safetensors", 1, seed=1)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")

@@ -27,12 +27,6 @@ class MeanLogit(nn.Module):
         return self.dropout(self.scale * x.mean(dim=(1, 2, 3)))
 
 
-@pytest.fixture(autouse=True)
-def quiet(monkeypatch):
-    monkeypatch.setenv("LEXACTUM_NO_PROGRESS", "1")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-
-
 @pytest.fixture
 def ground_model(tmp_path):
     from lexactum.models import create_model, load_model, save_model

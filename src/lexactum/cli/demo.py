@@ -53,9 +53,10 @@ def run(args) -> int:
     data = Path(args.data)
     ensure_simulated(data, "space", args.n, args.seed)
 
+    from lexactum.cli.train import parse_split
     from lexactum.training import TrainConfig, train
 
-    split = _parse_split(args.split)
+    split = parse_split(args.split)
     print(f"Training {args.network} for {args.epochs} epochs on {data} (augmentation on) ...", flush=True)
     result = train(TrainConfig(dataset=data, network=args.network, epochs=args.epochs, batch_size=args.batch_size,
                                augment=True, split=split, seed=args.seed, run_dir=args.run_dir,
@@ -104,12 +105,3 @@ def draw_top_scored(run_dir, data, top: int):
     titles = [f"{int(i)} {'lens' if int(lab) == 1 else 'non-lens'}\n{s:.3f}"
               for i, lab, s in zip(scores["ID"], scores["label"], scores["score"], strict=True)]
     return image_grid(np.asarray(prepared.images[rows]), run_dir / "top_scored.png", titles=titles, ncols=8)
-
-
-def _parse_split(text: str) -> tuple[float, ...]:
-    from lexactum.errors import LexactumError
-
-    try:
-        return tuple(float(x) for x in text.split(","))
-    except ValueError:
-        raise LexactumError(f"--split must be comma-separated fractions like 0.7,0.1,0.2, got {text!r}") from None
