@@ -53,6 +53,12 @@ def test_training_learns_an_obvious_signal(trained):
     assert result.metrics["auc"] > 0.8  # 20 test images: a loose bound
 
 
+def test_training_switches_deterministic_mode_back_off(trained):
+    # The CPU Trainer turns deterministic algorithms on for the run; left on, every later torch.empty
+    # would fill its memory (slower, and it hangs in forked DataLoader workers).
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
 def test_run_folder_holds_everything(trained):
     config, result = trained
     run_dir = result.run_dir

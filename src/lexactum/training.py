@@ -461,13 +461,31 @@ def _start_run(config: TrainConfig, dataset, test_dataset, loader_split, torch_d
     return datamodule, run_dir
 
 
+@contextlib.contextmanager
+def _torch_flags_restored():
+    """Undo the process-wide switches a Trainer makes (deterministic algorithms, cuDNN) when training ends.
+
+    Left on, deterministic mode makes every later ``torch.empty`` fill its memory, slowing a notebook's
+    next steps, and in a forked child (a DataLoader worker) that fill enters OpenMP, which hangs there.
+    """
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
+
+
 def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision: str) -> LensFinderModule:
     """Train (from last.ckpt when resuming); with early stopping, end with the best epoch's weights."""
     module = LensFinderModule(config.network, n_bands, augment=config.augment, seed=config.seed)
-    trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
-                            patience=config.patience, progress=config.progress)
     last = run_dir / runs.LAST_CHECKPOINT
-    trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None, weights_only=True)
+    with _torch_flags_restored():
+        trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
+                                patience=config.patience, progress=config.progress)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None, weights_only=True)
     best = run_dir / runs.BEST_CHECKPOINT
     if config.patience is not None and best.is_file():
         module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])

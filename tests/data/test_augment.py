@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,10 @@ from scipy import ndimage
 from lexactum.data.augment import (
     TRANSFORMS,
     Augmenter,
+    _is_pixel_permutation,
+    _pixel_inverse,
+    _resample,
+    _resample_by_fours,
     apply_matrices,
     augment_matrices,
     draw_augmentations,
@@ -168,6 +174,68 @@ def test_backends_agree_and_inplace_overwrites_the_batch():
     copy = batch.clone()
     result = apply_matrices(copy, matrices, backend="numba", inplace=True)
     assert result is copy and torch.equal(copy, by_numba)
+
+
+@pytest.mark.parametrize("channels", [4, 8])
+@pytest.mark.parametrize("height, width", [(SIZE, SIZE), (7, 11), (12, 5), (2, 2), (3, 9)])
+def test_four_band_kernel_is_bit_identical_to_the_planar_one(channels, height, width):
+    # Widths that are not a multiple of 4 exercise the ends the transposes leave to scalar code.
+    images = random_batch(n=48, channels=channels, height=height, width=width, seed=23).numpy()
+    matrices = augment_matrices(48, seeded(24), size=(height, width)).numpy()
+    inverse, exact = _pixel_inverse(matrices, height, width), _is_pixel_permutation(matrices)
+    assert exact.any() and not exact.all()  # both the bilinear and the nearest path are used
+    planar, by_fours = np.full_like(images, np.nan), np.full_like(images, np.nan)
+    _resample(images, inverse, exact, planar)
+    _resample_by_fours(images, inverse, exact, by_fours)
+    np.testing.assert_array_equal(by_fours, planar)
+    _resample_by_fours(images, inverse, exact, images)  # in place
+    np.testing.assert_array_equal(images, planar)
+
+
+def test_composed_matrices_equal_a_plain_product_of_the_drawn_transforms():
+    # An independent composition: each image's transforms as 3x3 numpy matrices, multiplied in order.
+    n, params = 300, dict(p=0.6, translate=0.2, scale=(0.7, 1.2), shear_deg=25.0)
+    draw = draw_augmentations(n, seeded(25), size=(40, 57), **params)
+    uniform = torch.rand(n, 21, generator=seeded(25)).double().numpy()
+    for i in range(n):
+        u = uniform[i]
+        turns = 1 + min(int(np.floor(u[14] * 3)), 2)
+        angle = np.pi / 2 * turns  # torch.rot90 sense in (column, row): x' = y, y' = -x for one turn
+        shear = np.tan(np.radians((2 * u[19:21] - 1) * params["shear_deg"]))
+        stretch = params["scale"][0] + (params["scale"][1] - params["scale"][0]) * u[17:19]
+        pieces = {
+            "hflip": np.diag([-1.0, 1.0, 1.0]), "vflip": np.diag([1.0, -1.0, 1.0]),
+            "rot90": np.array([[np.cos(angle), np.sin(angle), 0], [-np.sin(angle), np.cos(angle), 0], [0, 0, 1]]),
+            "translate": np.array([[1, 0, (2 * u[15] - 1) * 0.2 * 57], [0, 1, (2 * u[16] - 1) * 0.2 * 40],
+                                   [0, 0, 1]]),
+            "scale": np.diag([stretch[0], stretch[1], 1.0]),
+            "shear_x": np.array([[1, shear[0], 0], [0, 1, 0], [0, 0, 1.0]]),
+            "shear_y": np.array([[1, 0, 0], [shear[1], 1, 0], [0, 0, 1.0]]),
+        }
+        chosen = [t for t in np.argsort(u[7:14], kind="stable") if u[t] < params["p"]]
+        assert draw.included[i].numpy().tolist() == [bool(u[t] < params["p"]) for t in range(7)]
+        assert draw.order[i].numpy().tolist() == np.argsort(u[7:14], kind="stable").tolist()
+        total = np.eye(3)
+        for t in chosen:
+            total = pieces[TRANSFORMS[t]] @ total
+        np.testing.assert_allclose(draw.matrices[i].numpy(), total[:2], rtol=0, atol=1e-12)
+
+
+def test_augmentation_works_in_a_forked_child_after_the_parent_used_its_threads(monkeypatch):
+    # The helper threads do not survive a fork (DataLoader workers): the child must not wait on them.
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    batch = random_batch(n=16, channels=1, seed=26)
+    matrices = augment_matrices(16, seeded(27))
+    expected = apply_matrices(batch, matrices, backend="numba")
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        in_child = pool.apply_async(_augment_in_child, (batch.numpy(), matrices.numpy())).get(timeout=60)
+    np.testing.assert_array_equal(in_child, expected.numpy())
+
+
+def _augment_in_child(images: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    torch.get_num_threads = lambda: 2  # the patched value does not cross the fork on every platform
+    return apply_matrices(torch.from_numpy(images), torch.from_numpy(matrices), backend="numba").numpy()
 
 
 def test_cpu_threads_split_the_batch_without_changing_the_result(monkeypatch):
