@@ -355,15 +355,6 @@ def _resample(images, inverse, exact, out):
                     row[x] = top + fy * (bottom - top)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
-def _pixel_to_rows(blended, x, first, second, third, fourth):
-    at = np.uint64(4) * x
-    first[x] = blended[at]
-    second[x] = blended[at + np.uint64(1)]
-    third[x] = blended[at + np.uint64(2)]
-    fourth[x] = blended[at + np.uint64(3)]
-
-
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _resample_by_fours(images, inverse, exact, out):
     """:func:`_resample` for float32 images with a multiple of 4 channels (ground images: 4 bands).
@@ -408,22 +399,22 @@ def _resample_by_fours(images, inverse, exact, out):
                             blended[four * x + lane] = padded[k + lane]
                     else:
                         bilinear4(padded, k, k + stride, right[x], below[x], blended, four * x)
+                for at in range(np.uint64(0), four * start):  # zeros outside the span (vectorised fills)
+                    blended[at] = 0.0
+                for at in range(four * end, four * np.uint64(width)):
+                    blended[at] = 0.0
                 band = 4 * group
                 first, second, third, fourth = out[i, band, y], out[i, band + 1, y], out[i, band + 2, y], \
                     out[i, band + 3, y]
-                # Whole blocks of 4 inside the span go back by transposes, the ends one by one.
-                block_start = min(((start + np.uint64(3)) // four) * four, end)
-                block_end = max(block_start, (end // four) * four)
-                for x in range(block_start, block_end, four):
+                # The row goes back to the 4 bands by transposes of 4 pixels, the last few one by one.
+                for x in range(np.uint64(0), whole, four):
                     deinterleave4(blended, four * x, first, second, third, fourth, x)
-                for x in range(np.uint64(0), start):
-                    first[x] = second[x] = third[x] = fourth[x] = 0.0
-                for x in range(end, np.uint64(width)):
-                    first[x] = second[x] = third[x] = fourth[x] = 0.0
-                for x in range(start, block_start):
-                    _pixel_to_rows(blended, x, first, second, third, fourth)
-                for x in range(block_end, end):
-                    _pixel_to_rows(blended, x, first, second, third, fourth)
+                for x in range(whole, np.uint64(width)):
+                    at = four * x
+                    first[x] = blended[at]
+                    second[x] = blended[at + np.uint64(1)]
+                    third[x] = blended[at + np.uint64(2)]
+                    fourth[x] = blended[at + np.uint64(3)]
 
 
 _pool: ThreadPoolExecutor | None = None
