@@ -109,6 +109,19 @@ def test_a_space_model_is_refused_by_ground(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and "space" in err[0] and "ground" in err[0], err
 
 
+def test_load_scores_a_set_too_small_for_a_validation_part(make_dataset, toy_model_file, tmp_path, monkeypatch,
+                                                          capsys):
+    # 20 objects: the seed's 1% validation part is empty, which matters for training only.
+    dataset = make_dataset(n=20, seed=8)
+    toy_model_file(tmp_path / "models" / "space_lens_flow_1epochs.safetensors", 1)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEXACTUM_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["--dataset", str(dataset), "--train_or_load", "load", "--model_name", "space_lens_flow_1epochs.safetensors"]
+    assert main("space", args) == 0, capsys.readouterr().err
+    run_dir = tmp_path / re.search(r"results: (\S+)", capsys.readouterr().out).group(1)
+    assert json.loads((run_dir / "metrics.json").read_text())["n"] == 16  # the 80% test part
+
+
 def test_load_a_seed_keras_file_end_to_end(make_dataset, keras_fixtures, tmp_path):
     """Issue 5: the seed's `--train_or_load load --model_name X.h5`, the file in a models/ folder, no TensorFlow."""
     import shutil

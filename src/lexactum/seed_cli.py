@@ -149,6 +149,7 @@ def _load_and_score(survey: str, dataset, args):
     from lexactum.data import ChallengeDataset
     from lexactum.data.cache import prepare
     from lexactum.data.loader import split_indices
+    from lexactum.errors import DataError
     from lexactum.evaluation.evaluate import evaluate_model
     from lexactum.models import load_model
     from lexactum.models.files import resolve_model_path
@@ -162,7 +163,11 @@ def _load_and_score(survey: str, dataset, args):
     if model.metadata.get("test_dataset") or len(fractions) < 3 or fractions[2] <= 0:
         test_indices = None  # trained on another set (the challenge's protocol): score all of this one
     else:
-        test_indices = split_indices(len(prepared), fractions, int(split.get("seed", 0)))[2]
+        # Only the test part is scored: a set too small for a validation part is fine here.
+        test_indices = split_indices(len(prepared), fractions, int(split.get("seed", 0)), allow_empty=True)[2]
+        if len(test_indices) == 0:
+            raise DataError(f"{dataset}: {len(prepared)} objects leave the test part of the split "
+                            f"{tuple(fractions)} empty: nothing to score")
     out_dir = runs.new_run_dir(survey, f"{model_path.stem.removeprefix(survey + '_')}_load")
     runs.write_config(out_dir, {
         "command": f"{ENTRY_POINTS[survey]} --train_or_load load", "model": str(model_path.resolve()),

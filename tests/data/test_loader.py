@@ -108,6 +108,13 @@ def test_split_fractions_checked(fractions, message):
 def test_split_too_small():
     with pytest.raises(DataError, match="dataset too small for split.*validation"):
         split_indices(20)
+    train, validation, test = split_indices(20, allow_empty=True)  # for scoring the test part only
+    assert (len(train), len(validation), len(test)) == (4, 0, 16)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(20))
+    # Allowing empty parts never changes a split that has none.
+    assert all(np.array_equal(a, b) for a, b in zip(split_indices(60, seed=2), split_indices(60, seed=2,
+                                                                                        allow_empty=True),
+                                                    strict=True))
 
 
 def test_split_by_ids():

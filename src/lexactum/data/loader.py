@@ -114,17 +114,19 @@ def make_loader(prepared: PreparedData, indices: Sequence[int] | None = None, ba
                       pin_memory=pin_memory, **extra)
 
 
-def split_indices(n: int, fractions: Sequence[float] = SEED_SPLIT, seed: int = 0) -> tuple[np.ndarray, ...]:
+def split_indices(n: int, fractions: Sequence[float] = SEED_SPLIT, seed: int = 0,
+                  allow_empty: bool = False) -> tuple[np.ndarray, ...]:
     """Split ``range(n)`` at random into parts of the given fractions (each part sorted).
 
-    Fractions must be positive and sum to 1; every part must get at least one object.
+    Fractions must be positive and sum to 1; every part must get at least one object unless
+    ``allow_empty`` (scoring only needs the test part). The parts do not depend on ``allow_empty``.
     """
     fractions = _check_fractions(fractions)
     n = int(n)
     bounds = np.rint(np.cumsum(fractions) * n).astype(np.int64)
     bounds[-1] = n
     sizes = np.diff(bounds, prepend=0)
-    if (sizes < 1).any():
+    if not allow_empty and (sizes < 1).any():
         part = int(np.flatnonzero(sizes < 1)[0])
         name = PART_NAMES[part] if len(fractions) <= 3 else f"part {part + 1}"
         raise DataError(f"dataset too small for split: {n} objects leave the {name} part empty with "
