@@ -115,7 +115,8 @@ def test_resumed_run_ends_with_the_same_weights(make_dataset, tmp_path):
     from safetensors.torch import load_file
 
     dataset = make_dataset(n=64, seed=11)
-    common = dict(epochs=2, batch_size=16, split=(0.5, 0.25, 0.25), seed=2, augment=True)
+    # One thread for both: otherwise each run takes the idle cores, which the load of the moment decides.
+    common = dict(epochs=2, batch_size=16, split=(0.5, 0.25, 0.25), seed=2, augment=True, threads=1)
     straight = train(_config(tmp_path, dataset, run_dir=tmp_path / "straight",
                              model_out=tmp_path / "straight.safetensors", **common))
     first = _config(tmp_path, dataset, run_dir=tmp_path / "resumed", model_out=tmp_path / "one.safetensors",
@@ -243,6 +244,7 @@ def test_devices_and_precisions():
     ({"network": "alexnet"}, "unknown network 'alexnet'"),
     ({"patience": 0}, "patience"),
     ({"seed": -1}, "seed"),
+    ({"threads": 0}, "threads must be a positive"),
 ])
 def test_bad_settings_fail_before_any_work(tmp_path, overrides, message):
     config = _config(tmp_path, tmp_path / "missing", **overrides)
@@ -262,6 +264,14 @@ def test_dataset_too_small_and_bad_folders(make_dataset, tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_resume_trains_with_the_thread_count_of_its_run(tmp_path):
+    # Sums split over another number of threads round differently: the resumed epochs must use the same.
+    runs.write_config(tmp_path, {"config": {"dataset": str(tmp_path), "network": "lens_flow", "epochs": 1,
+                                            "threads": None}, "torch_threads": 2})
+    assert TrainConfig.from_run(tmp_path).threads == 2
+    assert TrainConfig.from_run(tmp_path, threads=1).threads == 1  # asked for explicitly
+
+
 def test_resume_refuses_a_different_run(tmp_path):
     runs.write_config(tmp_path, {"config": {"dataset": str(tmp_path), "network": "lens_flow", "epochs": 1,
                                             "split": [0.19, 0.01, 0.8], "seed": 0}})
@@ -269,6 +279,7 @@ def test_resume_refuses_a_different_run(tmp_path):
         TrainConfig.from_run(tmp_path, network="wsi_net")
     config = TrainConfig.from_run(tmp_path, epochs=5, network="lens_flow", split=(0.19, 0.01, 0.8))
     assert config.resume and config.epochs == 5 and config.split == (0.19, 0.01, 0.8)
+    assert config.threads is None  # the run recorded no thread count: the idle cores, as for a new run
     (tmp_path / "empty").mkdir()
     with pytest.raises(LexactumError, match="not a run folder"):
         TrainConfig.from_run(tmp_path / "empty")

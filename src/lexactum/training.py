@@ -35,7 +35,7 @@ CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
 #: Settings a resumed run may change; the others must match the run's config.json.
 RESUMABLE_OVERRIDES = ("epochs", "device", "precision", "patience", "progress", "num_workers", "cache_dir",
-                       "bootstrap", "model_out")
+                       "bootstrap", "model_out", "threads")
 
 # Warnings Lightning gives for choices made here on purpose (in-memory data needs no workers on CPU).
 _QUIET_WARNINGS = (
@@ -314,6 +314,10 @@ class TrainConfig:
     cache_dir: str | os.PathLike | None = None
     normalisation: str = "zscale"
     num_workers: int | None = None
+    threads: int | None = None
+    """Torch CPU threads when training on the CPU; default the idle cores (from the load average). A
+    resumed run takes the count its run used: sums split over another number of threads round
+    differently, and the resumed run would not end bit-identical to an uninterrupted one."""
     bootstrap: int = 1000
     """Bootstrap resamples for the test metrics' intervals (0: none)."""
     progress: bool | None = None
@@ -341,6 +345,8 @@ class TrainConfig:
                 raise LexactumError(
                     f"--resume {run_dir}: {key} was {values.get(key)!r} in that run, not {value!r} "
                     f"(a resumed run may change only {', '.join(RESUMABLE_OVERRIDES)})")
+        if overrides.get("threads") is None and saved.get("torch_threads"):
+            values["threads"] = int(saved["torch_threads"])
         values.update(resume=True, run_dir=str(run_dir))
         if values.get("split") is not None:
             values["split"] = tuple(values["split"])
@@ -367,6 +373,9 @@ class TrainConfig:
             raise LexactumError(f"patience must be a positive whole number of epochs, got {self.patience!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise LexactumError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise LexactumError(f"threads must be a positive whole number, got {self.threads!r}")
         if self.bootstrap < 0:
             raise LexactumError(f"bootstrap must be >= 0 resamples, got {self.bootstrap!r}")
         split = self.resolved_split()
@@ -424,7 +433,7 @@ def train(config: TrainConfig) -> TrainResult:
     loader_split = split[:2] if test_dataset is not None else split
     split_indices(len(dataset), loader_split, config.seed)  # a dataset too small for the split fails here
 
-    threads = cpu_threads() if accelerator == "cpu" else contextlib.nullcontext()
+    threads = cpu_threads(config.threads) if accelerator == "cpu" else contextlib.nullcontext()
     with quiet_warnings(), threads:
         datamodule, run_dir = _start_run(config, dataset, test_dataset, loader_split, torch_device, precision)
         module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision)

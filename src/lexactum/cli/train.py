@@ -74,6 +74,9 @@ def add_parser(subparsers, formatter_class) -> None:
                              "cache folder)")
     parser.add_argument("--normalisation", metavar="NAME",
                         help=f"image normalisation (default: {DEFAULTS['normalisation']})")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch CPU threads when training on the CPU (default: the idle cores; a resumed "
+                             "run: the count its run used)")
     parser.add_argument("--bootstrap", type=int, metavar="N",
                         help="bootstrap resamples for the test metrics' 95%% intervals (default: 1000; 0: none)")
     parser.set_defaults(func=run)
