@@ -83,16 +83,23 @@ def bilinear4(typingctx, source, top, bottom, right, below, out, at):
     return signature, codegen
 
 
+def _move_transposed(builder, sources, targets) -> None:
+    """Load 4 floats from each ``(data, offset)`` of ``sources``, store the 4x4 block's transpose to
+    ``targets``: row ``n`` of the block goes to lane ``n`` of every target."""
+    rows = [_load(builder, data, offset) for data, offset in sources]
+    for column, (data, offset) in zip(_transpose(builder, rows), targets, strict=True):
+        _store(builder, column, data, offset)
+
+
 @intrinsic
 def interleave4(typingctx, row0, row1, row2, row3, start, out, at):
     """``out[at + 4*j + c] = row_c[start + j]`` for ``j, c`` in 0..3: 4 pixels of 4 planar rows."""
     signature = types.void(row0, row1, row2, row3, start, out, at)
 
     def codegen(context, builder, sig, args):
-        rows = [_load(builder, _data(context, builder, sig.args[n], args[n]), args[4]) for n in range(4)]
+        rows = [(_data(context, builder, sig.args[n], args[n]), args[4]) for n in range(4)]
         out = _data(context, builder, sig.args[5], args[5])
-        for j, pixel in enumerate(_transpose(builder, rows)):
-            _store(builder, pixel, out, _plus(builder, args[6], 4 * j))
+        _move_transposed(builder, rows, [(out, _plus(builder, args[6], 4 * j)) for j in range(4)])
         return context.get_dummy_value()
 
     return signature, codegen
@@ -105,9 +112,9 @@ def deinterleave4(typingctx, source, at, row0, row1, row2, row3, start):
 
     def codegen(context, builder, sig, args):
         data = _data(context, builder, sig.args[0], args[0])
-        pixels = [_load(builder, data, _plus(builder, args[1], 4 * j)) for j in range(4)]
-        for n, row in enumerate(_transpose(builder, pixels)):
-            _store(builder, row, _data(context, builder, sig.args[2 + n], args[2 + n]), args[6])
+        pixels = [(data, _plus(builder, args[1], 4 * j)) for j in range(4)]
+        rows = [(_data(context, builder, sig.args[2 + n], args[2 + n]), args[6]) for n in range(4)]
+        _move_transposed(builder, pixels, rows)
         return context.get_dummy_value()
 
     return signature, codegen
