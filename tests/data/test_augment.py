@@ -16,6 +16,7 @@ from lexactum.data.augment import (
     _pixel_inverse,
     _resample,
     _resample_by_fours,
+    _resample_on_cpu,
     apply_matrices,
     augment_matrices,
     draw_augmentations,
@@ -190,6 +191,20 @@ def test_four_band_kernel_is_bit_identical_to_the_planar_one(channels, height, w
     np.testing.assert_array_equal(by_fours, planar)
     _resample_by_fours(images, inverse, exact, images)  # in place
     np.testing.assert_array_equal(images, planar)
+
+
+def test_strided_four_band_batches_take_the_planar_kernel():
+    images = random_batch(n=8, channels=4, seed=28).numpy()
+    matrices = augment_matrices(8, seeded(29)).numpy()
+    inverse, exact = _pixel_inverse(matrices, SIZE, SIZE), _is_pixel_permutation(matrices)
+    # Mirrored rows (a view with a negative stride along x): each image gets the matrices' resampling of
+    # its mirror image, as the planar kernel gives it for a contiguous copy.
+    mirrored = images[..., ::-1]
+    expected = np.empty_like(images)
+    _resample(np.ascontiguousarray(mirrored), inverse, exact, expected)
+    out = np.empty_like(images)
+    _resample_on_cpu(mirrored, inverse, exact, out)
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_composed_matrices_equal_a_plain_product_of_the_drawn_transforms():

@@ -362,7 +362,8 @@ def _resample_by_fours(images, inverse, exact, out):
     Each group of 4 channels is copied into a scratch that interleaves them (the 4 values of a pixel
     side by side), so one vector operation (:mod:`lexactum.data._vector4`) blends a pixel's 4 bands,
     and the blended row is transposed back into the 4 output rows. Same arithmetic, per band and in the
-    same order, as the planar loop: the results are bit-identical (a test checks it).
+    same order, as the planar loop: the results are bit-identical (a test checks it). ``images`` and
+    ``out`` must be C-contiguous: the vector operations ignore strides (:func:`_kernel_for` checks).
     """
     n, channels, height, width = images.shape
     four = np.uint64(4)
@@ -442,14 +443,17 @@ def _helper_pool(workers: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def _kernel_for(images: np.ndarray):
-    """The resampling kernel for this batch: by fours for float32 with a multiple of 4 channels."""
-    return _resample_by_fours if images.shape[1] % 4 == 0 and images.dtype == np.float32 else _resample
+def _kernel_for(images: np.ndarray, out: np.ndarray):
+    """The resampling kernel for this batch: by fours for C-contiguous float32 arrays with a multiple of 4
+    channels (its vector operations read and write rows as plain runs of floats), else the planar one."""
+    by_fours = (images.shape[1] % 4 == 0 and images.dtype == out.dtype == np.float32
+                and images.flags.c_contiguous and out.flags.c_contiguous)
+    return _resample_by_fours if by_fours else _resample
 
 
 def _resample_on_cpu(images, inverse, exact, out) -> None:
     """Run the kernel on chunks of the batch in torch's number of threads (the kernel releases the GIL)."""
-    kernel = _kernel_for(images)
+    kernel = _kernel_for(images, out)
     n = len(images)
     workers = max(1, min(torch.get_num_threads(), n // 4))
     if workers == 1:
