@@ -266,10 +266,12 @@ def test_dataset_too_small_and_bad_folders(make_dataset, tmp_path):
 
 def test_resume_trains_with_the_thread_count_of_its_run(tmp_path):
     # Sums split over another number of threads round differently: the resumed epochs must use the same.
-    runs.write_config(tmp_path, {"config": {"dataset": str(tmp_path), "network": "lens_flow", "epochs": 1,
-                                            "threads": None}, "torch_threads": 2})
+    settings = {"dataset": str(tmp_path), "network": "lens_flow", "epochs": 1, "threads": None}
+    runs.write_config(tmp_path, {"config": settings, "device": "cpu", "torch_threads": 2})
     assert TrainConfig.from_run(tmp_path).threads == 2
     assert TrainConfig.from_run(tmp_path, threads=1).threads == 1  # asked for explicitly
+    runs.write_config(tmp_path, {"config": settings, "device": "cuda:0", "torch_threads": 16})
+    assert TrainConfig.from_run(tmp_path).threads is None  # a GPU run's thread count is no guide
 
 
 def test_resume_refuses_a_different_run(tmp_path):

@@ -345,7 +345,8 @@ class TrainConfig:
                 raise LexactumError(
                     f"--resume {run_dir}: {key} was {values.get(key)!r} in that run, not {value!r} "
                     f"(a resumed run may change only {', '.join(RESUMABLE_OVERRIDES)})")
-        if overrides.get("threads") is None and saved.get("torch_threads"):
+        if overrides.get("threads") is None and saved.get("torch_threads") \
+                and str(saved.get("device", "")).startswith("cpu"):  # a GPU run's count meant nothing
             values["threads"] = int(saved["torch_threads"])
         values.update(resume=True, run_dir=str(run_dir))
         if values.get("split") is not None:

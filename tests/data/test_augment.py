@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from scipy import ndimage
 from lexactum.data.augment import (
     TRANSFORMS,
     Augmenter,
-    _is_pixel_permutation,
+    _exact_maps,
     _pixel_inverse,
     _resample,
     _resample_by_fours,
@@ -183,7 +184,8 @@ def test_four_band_kernel_is_bit_identical_to_the_planar_one(channels, height, w
     # Widths that are not a multiple of 4 exercise the ends the transposes leave to scalar code.
     images = random_batch(n=48, channels=channels, height=height, width=width, seed=23).numpy()
     matrices = augment_matrices(48, seeded(24), size=(height, width)).numpy()
-    inverse, exact = _pixel_inverse(matrices, height, width), _is_pixel_permutation(matrices)
+    inverse = _pixel_inverse(matrices, height, width)
+    exact = _exact_maps(inverse)
     assert exact.any() and not exact.all()  # both the bilinear and the nearest path are used
     planar, by_fours = np.full_like(images, np.nan), np.full_like(images, np.nan)
     _resample(images, inverse, exact, planar)
@@ -193,10 +195,69 @@ def test_four_band_kernel_is_bit_identical_to_the_planar_one(channels, height, w
     np.testing.assert_array_equal(images, planar)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("height, width", [(4, 5), (5, 4), (6, 9), (7, 11)])
+def test_quarter_turns_of_oblong_images_match_bilinear_sampling(backend, height, width):
+    # When height and width differ by an odd number, a quarter turn about the centre lands between
+    # pixels: it must then be sampled bilinearly, not rounded to a neighbour.
+    batch = random_batch(n=3, channels=1, height=height, width=width, seed=30)
+    turns = torch.tensor([[[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]], [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]],
+                          [[0.0, -1.0, 0.0], [1.0, 0.0, 0.0]]], dtype=torch.float64)
+    out = apply_matrices(batch, turns, backend=backend)
+    np.testing.assert_allclose(out.double().numpy(), scipy_reference(batch, turns), atol=TOLERANCE[backend])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nearly_flat_slopes_do_not_empty_the_rows(backend):
+    # A slope of 1e-20 puts the ends of a row's span some 1e20 columns away: they must not overflow.
+    batch = random_batch(n=1, channels=1, height=6, width=6, seed=31)
+    matrix = torch.tensor([[[1.0, 0.0, 0.0], [1e-20, 1.0, 0.0]]], dtype=torch.float64)
+    np.testing.assert_allclose(apply_matrices(batch, matrix, backend=backend).numpy(), batch.numpy(),
+                               atol=TOLERANCE[backend])
+
+
+@pytest.mark.parametrize(("matrices", "message"), [
+    (torch.eye(2, dtype=torch.float64).repeat(4, 1, 1), r"shape \(4, 2, 3\), got \(4, 2, 2\)"),
+    (torch.zeros(3, 2, 3, dtype=torch.float64), r"shape \(4, 2, 3\), got \(3, 2, 3\)"),
+    (torch.tensor([[[1.0, 0, 0], [1.0, 0, 0]]] * 4, dtype=torch.float64), "matrix 0 is singular"),
+    (torch.tensor([[[1.0, 0, 0], [0, 1.0, 0]]] * 3 + [[[1.0, 0, float("nan")], [0, 1.0, 0]]],
+                  dtype=torch.float64), "matrix 3 is singular or not finite"),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_matrices_are_one_clear_error(backend, matrices, message):
+    with pytest.raises(LexactumError, match=message):
+        apply_matrices(random_batch(n=4, channels=1, height=8, width=8), matrices, backend=backend)
+
+
+def test_threads_of_a_program_can_augment_at_the_same_time(monkeypatch):
+    # Each call may need another number of helper threads (batch sizes differ): the shared pool must
+    # never be shut down under another caller.
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    work = {n: (random_batch(n=n, channels=4, height=8, width=8, seed=n), augment_matrices(n, seeded(n), size=8))
+            for n in (8, 12, 16)}
+    expected = {n: apply_matrices(batch, m, backend="numba") for n, (batch, m) in work.items()}
+    errors = []
+
+    def hammer(n):
+        try:
+            for _ in range(150):
+                assert torch.equal(apply_matrices(*work[n], backend="numba"), expected[n])
+        except Exception as exc:  # noqa: BLE001 - reported below, with the thread's batch size
+            errors.append((n, repr(exc)))
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+
+
 def test_strided_four_band_batches_take_the_planar_kernel():
     images = random_batch(n=8, channels=4, seed=28).numpy()
     matrices = augment_matrices(8, seeded(29)).numpy()
-    inverse, exact = _pixel_inverse(matrices, SIZE, SIZE), _is_pixel_permutation(matrices)
+    inverse = _pixel_inverse(matrices, SIZE, SIZE)
+    exact = _exact_maps(inverse)
     # Mirrored rows (a view with a negative stride along x): each image gets the matrices' resampling of
     # its mirror image, as the planar kernel gives it for a contiguous copy.
     mirrored = images[..., ::-1]

@@ -21,6 +21,12 @@ _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 
 
+def _plain_floats(*arrays) -> bool:
+    """The typing rule of every intrinsic here: 1-D C-contiguous float32 arrays (strides are ignored)."""
+    return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float32
+               for a in arrays)
+
+
 def _data(context, builder, array_type, array):
     return context.make_array(array_type)(context, builder, array).data
 
@@ -66,6 +72,8 @@ def bilinear4(typingctx, source, top, bottom, right, below, out, at):
     """``out[at:at+4]`` = bilinear blend, per lane, of the 4-float cells ``source[top:top+4]`` (a),
     ``source[top+4:top+8]`` (b), ``source[bottom:bottom+4]`` (c), ``source[bottom+4:bottom+8]`` (d):
     ``t = a + right*(b-a)``, ``u = c + right*(d-c)``, ``t + below*(u-t)``."""
+    if not _plain_floats(source, out):
+        return None  # numba then reports a typing error at compile time
     signature = types.void(source, top, bottom, right, below, out, at)
 
     def codegen(context, builder, sig, args):
@@ -94,6 +102,8 @@ def _move_transposed(builder, sources, targets) -> None:
 @intrinsic
 def interleave4(typingctx, row0, row1, row2, row3, start, out, at):
     """``out[at + 4*j + c] = row_c[start + j]`` for ``j, c`` in 0..3: 4 pixels of 4 planar rows."""
+    if not _plain_floats(row0, row1, row2, row3, out):
+        return None
     signature = types.void(row0, row1, row2, row3, start, out, at)
 
     def codegen(context, builder, sig, args):
@@ -108,6 +118,8 @@ def interleave4(typingctx, row0, row1, row2, row3, start, out, at):
 @intrinsic
 def deinterleave4(typingctx, source, at, row0, row1, row2, row3, start):
     """``row_c[start + j] = source[at + 4*j + c]`` for ``j, c`` in 0..3: the inverse of interleave4."""
+    if not _plain_floats(source, row0, row1, row2, row3):
+        return None
     signature = types.void(source, at, row0, row1, row2, row3, start)
 
     def codegen(context, builder, sig, args):

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -193,16 +194,19 @@ def augment_matrices(n: int, generator: torch.Generator | None = None, **params)
 
 
 @numba.njit(cache=True, nogil=True)
-def _is_pixel_permutation(matrices):
-    """(n,) bool: the map only permutes pixel centres (flips and quarter turns, no shift)."""
-    n = matrices.shape[0]
+def _exact_maps(inverse):
+    """(n,) bool: the output -> input pixel map (:func:`_pixel_inverse`) sends pixel centres to pixel
+    centres: a signed permutation of the axes (flips, quarter turns) and a whole-pixel shift. Then
+    nearest sampling is exact; bilinear would give the same values, slower. (A quarter turn of an image
+    whose height and width differ by an odd number lands between pixels, and is not exact.)"""
+    n = inverse.shape[0]
     exact = np.empty(n, np.bool_)
     for i in range(n):
         exact[i] = True
         for r in range(2):
-            first, second = matrices[i, r, 0], matrices[i, r, 1]
-            if (matrices[i, r, 2] != 0.0 or first != np.floor(first) or second != np.floor(second)
-                    or abs(first) + abs(second) != 1.0):
+            first, second, shift = inverse[i, r, 0], inverse[i, r, 1], inverse[i, r, 2]
+            if (first != np.floor(first) or second != np.floor(second) or abs(first) + abs(second) != 1.0
+                    or shift != np.floor(shift)):
                 exact[i] = False
     return exact
 
@@ -228,10 +232,24 @@ def _output_to_input(matrices, scale, offset):
     return inverse
 
 
+def _checked(matrices, n: int | None = None) -> np.ndarray:
+    """``matrices`` as a float64 (n, 2, 3) array of invertible, finite maps, or one clear error."""
+    matrices = _as_numpy(matrices)
+    if matrices.ndim != 3 or matrices.shape[1:] != (2, 3) or (n is not None and len(matrices) != n):
+        wanted = f"({n}, 2, 3)" if n is not None else "(n, 2, 3)"
+        raise LexactumError(f"augmentation matrices must have the shape {wanted}, got {matrices.shape}")
+    det = matrices[:, 0, 0] * matrices[:, 1, 1] - matrices[:, 0, 1] * matrices[:, 1, 0]
+    bad = ~np.isfinite(matrices).all(axis=(1, 2)) | ~np.isfinite(det) | (det == 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise LexactumError(f"augmentation matrix {i} is singular or not finite: {matrices[i].tolist()}")
+    return np.ascontiguousarray(matrices)
+
+
 def sampling_grid_theta(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """The ``F.affine_grid`` theta (output -> input, normalised, ``align_corners=True``) of forward maps."""
     half_size = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
-    return torch.from_numpy(_output_to_input(_as_numpy(matrices), half_size, np.zeros(2)))
+    return torch.from_numpy(_output_to_input(_checked(matrices), half_size, np.zeros(2)))
 
 
 def _pixel_inverse(matrices: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -252,6 +270,7 @@ def _inside_span(slope, offset, limit, width):
     low, high = -offset / slope, (limit - offset) / slope
     if slope < 0.0:
         low, high = high, low
+    low, high = min(max(low, -2.0), width + 2.0), min(max(high, -2.0), width + 2.0)  # int() stays in range
     start = min(max(0, int(math.floor(low)) - 1), width)
     end = max(min(width, int(math.ceil(high)) + 1), start)
     while start < end and not 0.0 <= slope * start + offset < limit:
@@ -419,28 +438,31 @@ def _resample_by_fours(images, inverse, exact, out):
 
 
 _pool: ThreadPoolExecutor | None = None
-_pool_workers = 0
+_pool_size = 0
+_pool_lock = threading.Lock()
 
 
 def _forget_pool() -> None:
     """Drop the pool without joining it: a forked child (a DataLoader worker) inherits the object but
     none of its threads, and submitting to it there would wait forever."""
-    global _pool, _pool_workers
-    _pool, _pool_workers = None, 0
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _helper_pool(workers: int) -> ThreadPoolExecutor:
-    """A pool of ``workers`` threads kept between calls: starting threads per batch cost more (about
-    1 ms) than a quarter of the resampling of a ground batch of 64 on two cores."""
-    global _pool, _pool_workers
-    if _pool is None or _pool_workers != workers:
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-        _pool, _pool_workers = ThreadPoolExecutor(workers, thread_name_prefix="lexactum-augment"), workers
-    return _pool
+    """A pool of at least ``workers`` threads kept between calls: starting threads per batch cost more
+    (about 1 ms) than a quarter of the resampling of a ground batch of 64 on two cores. It only ever
+    grows (a bigger one replaces it; the old one's threads end once no caller holds it), so threads of
+    a user's program that augment at the same time never find their pool shut down."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < workers:
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="lexactum-augment")
+            _pool_size = workers
+        return _pool
 
 
 def _kernel_for(images: np.ndarray, out: np.ndarray):
@@ -478,8 +500,9 @@ def apply_matrices(batch: torch.Tensor, matrices: torch.Tensor, backend: str = "
     exactly. ``inplace=True`` overwrites and returns ``batch`` (on CPU it saves allocating a new batch).
     """
     height, width = batch.shape[-2:]
-    matrices = _as_numpy(matrices)
-    exact = _is_pixel_permutation(matrices)
+    matrices = _checked(matrices, len(batch))
+    inverse = _pixel_inverse(matrices, height, width)
+    exact = _exact_maps(inverse)
     cpu_ready = batch.device.type == "cpu" and batch.dtype == torch.float32
     if backend == "auto":
         backend = "numba" if cpu_ready and not batch.requires_grad else "torch"
@@ -489,7 +512,7 @@ def apply_matrices(batch: torch.Tensor, matrices: torch.Tensor, backend: str = "
                 f"the numba backend needs a CPU float32 batch, got {batch.device} {batch.dtype}")
         images = batch.detach().contiguous()
         out = images if inplace else torch.empty_like(images)
-        _resample_on_cpu(images.numpy(), _pixel_inverse(matrices, height, width), exact, out.numpy())
+        _resample_on_cpu(images.numpy(), inverse, exact, out.numpy())
     elif backend == "torch":
         theta = sampling_grid_theta(matrices, height, width).to(device=batch.device, dtype=batch.dtype,
                                                                 non_blocking=True)
