@@ -26,8 +26,9 @@ one affine map (the forward map, input position -> output position; one compiled
 and the whole batch is resampled at once, bilinear with zeros outside: on GPUs (any non-CPU device) by
 one ``F.affine_grid`` + ``F.grid_sample``; on CPU by a numba kernel with the same result that builds no
 grid (2-4x faster there, and it can work in place; 4-band images get a variant that blends a pixel's 4
-bands in one vector operation, bit-identical and about 1.7x faster again). Images whose matrix is a pure
-flip/rotation are sampled nearest-neighbour, which for them is exact: they hold exactly the input values.
+bands in one vector operation, bit-identical and about 1.7x faster again). Images whose map sends pixel
+centres to pixel centres (flips, quarter turns of square images, whole-pixel shifts) are sampled
+nearest-neighbour, which for them is exact: they hold exactly the input values.
 
 Random numbers come from ``generator`` (on its own device) or else torch's global CPU generator, 21 per
 image in a layout that does not depend on ``p`` or on which transforms are enabled: with the same seed,
@@ -496,8 +497,9 @@ def apply_matrices(batch: torch.Tensor, matrices: torch.Tensor, backend: str = "
 
     ``backend``: ``"torch"`` (``affine_grid`` + ``grid_sample``, any device), ``"numba"`` (CPU float32
     only, 2-4x faster there) or ``"auto"`` (numba for CPU float32 batches without grad, torch
-    otherwise). Images whose map only permutes pixels (flips, quarter turns) are sampled nearest, hence
-    exactly. ``inplace=True`` overwrites and returns ``batch`` (on CPU it saves allocating a new batch).
+    otherwise). Images whose map sends pixel centres to pixel centres are sampled nearest, hence exactly.
+    ``matrices`` must be finite and invertible, one per image. ``inplace=True`` overwrites and returns
+    ``batch`` (on CPU it saves allocating a new batch).
     """
     height, width = batch.shape[-2:]
     matrices = _checked(matrices, len(batch))
