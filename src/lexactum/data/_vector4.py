@@ -6,8 +6,10 @@ once: one unaligned 16-byte load per neighbour, one bilinear blend, one store; a
 between 4 planar rows and interleaved pixels. With them the 4-band augmentation kernel runs about 1.6x
 faster than the planar one, with bit-identical results (same operations in the same order, per lane).
 
-Offsets are element indices (uint64) into 1-D float32 C-contiguous arrays; nothing is bounds-checked,
-so callers guarantee that every 4-float block touched lies inside its array.
+Offsets are element indices (uint64) into 1-D float32 C-contiguous arrays (other arrays fail to
+compile); nothing is bounds-checked, so callers guarantee that every 4-float block touched lies inside
+its array. Numba's on-disk cache of the kernels in ``augment.py`` does not notice edits to this file:
+after changing it, delete ``src/lexactum/data/__pycache__/augment.*.nb*``.
 """
 
 from __future__ import annotations
