@@ -223,6 +223,14 @@ def test_other_parameters_or_foreign_folders_are_refused(tmp_path, space_test):
     with pytest.raises(LexactumError, match="is not empty and is not a simulation"):
         simulate_dataset(foreign, "space", 2, progress=False)
     assert _files(foreign) == ["notes.txt"]
+    # Overwriting replaces only a simulation of ours: a real challenge set in --out is never deleted.
+    (foreign / "Data.0").mkdir()
+    (foreign / "Data.0" / "image.fits").write_bytes(b"real data")
+    (foreign / "classifications.csv").write_text("ID,is_lens\n100000,1\n")
+    with pytest.raises(LexactumError, match="not a simulation by lexactum") as info:
+        simulate_dataset(foreign, "space", 2, progress=False, overwrite=True)
+    assert "--overwrite" not in str(info.value)
+    assert _files(foreign) == sorted(["notes.txt", "Data.0/image.fits", "classifications.csv"])
 
 
 @pytest.mark.parametrize("kwargs, message", [

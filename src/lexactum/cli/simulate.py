@@ -11,8 +11,10 @@ EPILOG = """examples:
 
 The output is read like the real data ('lexactum dataset info OUT'). A killed run continues when started
 again with the same options (--workers may differ: the bytes do not depend on it); other options are
-refused unless --overwrite. --report compares the Einstein radii, lensed pixels above 1 sigma and lensed
-flux of --report-lenses simulated lenses (default 2,000) with the real training keys: quantiles and KS
+refused unless --overwrite (which replaces only a simulation by lexactum, never other data).
+
+--report compares the Einstein radii, lensed pixels above 1 sigma and lensed flux of --report-lenses
+simulated lenses (default 2,000) with the real training keys: quantiles and KS
 statistics against the keys' quantiles stored in the presets, or the two-sample KS test against the key
 given with --real-key. It also writes OUT/simulation-report.png (lenses on top, non-lenses below).
 """
@@ -42,7 +44,8 @@ def add_parser(subparsers, formatter_class) -> None:
                         help="redraw lenses whose lensed flux is below SIGMA (0: the population calibrated on "
                              "the real keys; e.g. 300 for small, easier demonstration sets)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace a dataset with other options already in --out (the same options resume it)")
+                        help="replace a simulation with other options already in --out (the same options resume "
+                             "it); a folder that is not a lexactum simulation is never replaced")
     parser.add_argument("--report", action="store_true",
                         help="compare --report-lenses simulated lenses with the real keys and write a picture grid")
     parser.add_argument("--report-lenses", type=int, default=2000, metavar="N", help="lenses simulated for --report")

@@ -304,10 +304,10 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
             previous = None
     if previous is not None and all(previous.get(k) == v for k, v in params.items()):
         return  # same parameters: resume (or re-check a finished run)
+    if previous is None:  # never delete data this program did not write (a real challenge set, say)
+        raise LexactumError(f"--out {out} is not empty and is not a simulation by lexactum (no {MANIFEST}): "
+                            "choose an empty folder")
     if not overwrite:
-        if previous is None:
-            raise LexactumError(f"--out {out} is not empty and is not a simulation by lexactum: "
-                                "choose an empty folder or pass --overwrite")
         diff = ", ".join(f"{k} {previous.get(k)!r} (now {v!r})" for k, v in params.items() if previous.get(k) != v)
         raise LexactumError(f"--out {out} holds a simulation with other parameters: {diff}; "
                             "pass --overwrite to replace it")
