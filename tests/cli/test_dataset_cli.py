@@ -15,8 +15,9 @@ def ground_set(make_dataset):
     """A ground training set with one band file missing and one catalog row without images."""
     root = make_dataset(survey="ground", n=7, layout="train")
     dataset = ChallengeDataset(root)
-    missing = dataset.band_paths[2][1]
-    missing.unlink()
+    missing = [dataset.band_paths[2][1], dataset.band_paths[2][3]]  # two bands of one object
+    for path in missing:
+        path.unlink()
     with open(root / "classifications.csv", "a") as fh:
         fh.write("199999,1,0,0,0\n")
     return root, dataset, missing
@@ -31,7 +32,7 @@ def test_info_json(ground_set, tmp_path, capsys):
     assert report["objects"] == 6
     assert report["lenses"] == int(dataset.labels[kept].sum())
     assert report["non_lenses"] == 6 - report["lenses"]
-    assert report["incomplete"] == [{"id": int(dataset.ids[2]), "missing": str(missing)}]
+    assert report["incomplete"] == [{"id": int(dataset.ids[2]), "missing": sorted(map(str, missing))}]
     assert report["unlabelled"] == []
     assert report["missing_images"] == {"count": 1, "examples": [199999]}
     assert report["cache"]["state"] == "missing" and report["cache"]["path"].startswith(str(tmp_path))
@@ -56,7 +57,8 @@ def test_info_text_lists_problems(ground_set, tmp_path, capsys):
     root, dataset, missing = ground_set
     assert main(["dataset", "info", str(root), "--cache-dir", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert f"{dataset.ids[2]}: missing {missing}" in text
+    assert "incomplete   1 left out" in text  # one object, though two of its files are missing
+    assert f"{dataset.ids[2]}: missing {', '.join(sorted(map(str, missing)))}" in text
     assert "1 catalog IDs without any image file: 199999" in text
 
 

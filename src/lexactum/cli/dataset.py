@@ -80,12 +80,20 @@ def describe(dataset, normalisation: str = "zscale", mask: bool = True, cache_di
         "objects": len(dataset),
         "lenses": int((labels == 1).sum()),
         "non_lenses": int((labels == 0).sum()),
-        "incomplete": [{"id": int(i), "missing": str(p)} for i, p in dataset.incomplete],
+        "incomplete": _missing_by_object(dataset.incomplete),
         "unlabelled": [int(i) for i in dataset.unlabelled],
         "missing_images": {"count": len(dataset.missing_images),
                            "examples": [int(i) for i in dataset.missing_images[:SHOWN]]},
         "cache": cache_status(dataset, normalisation, mask, cache_dir),
     }
+
+
+def _missing_by_object(incomplete) -> list[dict]:
+    """``[(id, missing file), ...]`` (one entry per file) as one entry per object: ``{id, missing: [...]}``."""
+    grouped: dict[int, list[str]] = {}
+    for object_id, path in incomplete:
+        grouped.setdefault(int(object_id), []).append(str(path))
+    return [{"id": object_id, "missing": paths} for object_id, paths in sorted(grouped.items())]
 
 
 def run_info(args) -> int:
@@ -111,7 +119,7 @@ def run_info(args) -> int:
         f"layout       {report['layout']}" + (f" ({report['catalog']})" if report["catalog"] else ""),
         f"objects      {report['objects']}: {report['lenses']} lenses, {report['non_lenses']} non-lenses",
         f"incomplete   {len(incomplete)} left out for a missing band file"
-        + "".join(f"\n               {e['id']}: missing {e['missing']}" for e in incomplete[:SHOWN])
+        + "".join(f"\n               {e['id']}: missing {', '.join(e['missing'])}" for e in incomplete[:SHOWN])
         + ("\n               ..." if len(incomplete) > SHOWN else ""),
         f"unlabelled   {len(unlabelled)} left out for having no catalog row" + _examples(unlabelled),
         f"no image     {missing['count']} catalog IDs without any image file" + _examples(missing["examples"],

@@ -56,15 +56,22 @@ def run(args) -> int:
         raise ModelFileError(f"{model_path} takes {channels} band(s), but the cutouts in {args.input} have "
                              f"{source.survey.n_bands} ({source.survey.name})")
     out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LexactumError(f"--out {out_dir} is a file, not a folder")
     device = resolve_device(args.device)
+    left_out = sorted({int(object_id) for object_id, _ in getattr(source, "incomplete", [])})
+    if left_out:  # the challenge's rule: objects with a missing band are left out, and said so
+        print(f"left out {len(left_out)} object(s) with a missing band file, e.g. ID "
+              f"{', '.join(map(str, left_out[:5]))} ('lexactum dataset info {args.input}' lists the files)")
+    result = predict_folder(model, source, out_dir, device=device, batch_size=args.batch_size,
+                            show_progress=None)
+    # Written last: a run that fails leaves no record that describes outputs it did not write.
     write_config(out_dir, {
         "command": "predict", "model": str(model_path.resolve()), "input": str(Path(args.input).resolve()),
         "survey": source.survey.name, "input_kind": type(source).__name__, "n_objects": len(source),
-        "batch_size": args.batch_size, "device": str(device), "normalisation": model_normalisation(model),
-        "out": str(out_dir.resolve()),
+        "left_out_incomplete": left_out, "batch_size": args.batch_size, "device": str(device),
+        "normalisation": model_normalisation(model), "out": str(out_dir.resolve()),
     })
-    result = predict_folder(model, source, out_dir, device=device, batch_size=args.batch_size,
-                            show_progress=None)
     print(f"scored {result['n']} objects ({1000 * result['end_to_end_s_per_image']:.2f} ms per image end to "
           f"end): {result['scores']}, {result['submission']}")
     return 0
