@@ -30,6 +30,17 @@ def test_atomic_path_renames_on_success_and_cleans_up_on_error(tmp_path):
     assert sorted(p.name for p in target.parent.iterdir()) == ["file.txt"]  # no temporary left
 
 
+def test_writing_where_a_file_or_folder_is_in_the_way_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    with pytest.raises(LexactumError, match="afile: is a file, not a folder"):
+        runs.write_json(blocker / "config.json", {"a": 1})  # e.g. --out afile
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(LexactumError, match="folder: is a folder"):
+        runs.write_text_atomic(tmp_path / "folder", "text")  # e.g. convert --out somedir
+    assert blocker.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["afile", "folder"]
+
+
 def test_json_round_trip_with_numpy_paths_and_nan(tmp_path):
     record = {"n": np.int64(3), "auc": np.float32(0.5), "ids": np.arange(3), "path": Path("a/b"),
               "split": (0.19, 0.01, 0.8), "missing": float("nan"), "inf": np.float64("inf")}

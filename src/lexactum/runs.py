@@ -39,14 +39,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     keeps the suffix, so libraries that pick a format from it still do.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
+    if path.is_dir():
+        raise LexactumError(f"{path}: is a folder; cannot write a file of that name")
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
         yield tmp
+        with open(tmp, "rb") as written:  # on disk before the rename: no empty file after a power cut
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def ensure_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents) if needed, or a LexactumError naming it when it cannot be one."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LexactumError(f"{folder}: is a file, not a folder") from None
+    except OSError as exc:
+        raise LexactumError(f"{folder}: cannot create the folder ({exc.strerror or exc})") from None
+    return folder
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:

@@ -22,6 +22,7 @@ import numpy as np
 from lexactum.data.layouts import ChallengeDataset, read_objects
 from lexactum.data.surveys import SurveyFormat, get_survey
 from lexactum.errors import DataError, LexactumError
+from lexactum.runs import ensure_folder
 
 INDEX_FILE = "index.json"
 IMAGES_FILE = "images.f32"
@@ -147,7 +148,7 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
     first = dataset.read(0)
     shape = (len(dataset), *first.shape)
     mask_value = dataset.survey.mask_value if mask else None
-    folder.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder.parent)
     _remove_abandoned(folder)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
