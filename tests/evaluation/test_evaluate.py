@@ -146,6 +146,22 @@ def test_evaluate_refuses_unlabelled_objects(make_dataset, ground_model, tmp_pat
         evaluate.evaluate_model(ground_model[0], dataset, out_dir=tmp_path / "x", device="cpu")
 
 
+@pytest.mark.parametrize("indices", [[-1, 0, 1], [0, 1, 1], [0, 9]])
+def test_evaluate_refuses_positions_outside_the_data_or_repeated(make_dataset, ground_model, tmp_path, indices):
+    from lexactum.data.layouts import ChallengeDataset
+
+    dataset = ChallengeDataset(make_dataset("ground", n=6))
+    with pytest.raises(LexactumError, match=r"distinct and in \[0, 6\)"):
+        evaluate.evaluate_model(ground_model[0], dataset, indices, out_dir=tmp_path / "x", device="cpu")
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("device", ["meta", "mps", "xpu"])
+def test_devices_that_cannot_run_are_refused(device):
+    with pytest.raises(LexactumError, match="cpu, cuda or cuda:N"):
+        evaluate.resolve_device(device)
+
+
 def test_evaluate_cli(make_dataset, ground_model, tmp_path, monkeypatch, capsys):
     from lexactum.data.layouts import ChallengeDataset
     from lexactum.models import create_model, save_model

@@ -145,6 +145,7 @@ def test_bootstrap_in_small_blocks_uses_every_resample(monkeypatch):
         ([1, 1], [0.1, 0.2], "0 non-lenses"),
         ([0, 0], [0.1, 0.2], "0 lenses"),
         ([0, 1], [0.1, np.nan], "NaN"),
+        ([0, 1, 1], [0.1, np.inf, np.inf], "infinite"),  # inf - inf would add a false ROC point
         ([0, 1], ["low", "high"], "scores must be numbers"),
     ],
 )

@@ -119,7 +119,8 @@ def run(args) -> int:
     indices = None
     if args.ids_file:
         indices = positions_of(dataset.ids, read_ids_file(args.ids_file), args.ids_file)
-    out_dir = Path(args.out) if args.out else Path("evaluations") / model_path.name.split(".")[0]
+    # The whole file name: m.v1.safetensors, m.v2.safetensors and m.h5 each get a folder of their own.
+    out_dir = Path(args.out) if args.out else Path("evaluations") / model_path.name
     device = resolve_device(args.device)
     data = _prepared_if_current(dataset, model_normalisation(model)) or dataset
     write_config(out_dir, {

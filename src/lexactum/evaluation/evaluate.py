@@ -37,8 +37,12 @@ def resolve_device(device: str = "auto"):
         resolved = torch.device(device)
     except RuntimeError:
         raise LexactumError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if resolved.type not in ("cpu", "cuda"):
+        raise LexactumError(f"device {device!r}: LEXACTUM runs on cpu, cuda or cuda:N")
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise LexactumError(f"device {device!r} asked for, but torch sees no CUDA GPU on this machine")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise LexactumError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
     return resolved
 
 
@@ -285,9 +289,12 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     if isinstance(bootstrap, bool) or int(bootstrap) != bootstrap or bootstrap < 0:  # before the scoring pass
         raise LexactumError(f"bootstrap must be 0 (no intervals) or a whole number of resamples, got {bootstrap!r}")
     out_dir = Path(out_dir)
-    indices = np.arange(len(data.ids)) if indices is None else np.asarray(indices, dtype=np.int64)
+    indices = np.arange(len(data.ids)) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(indices) == 0:
         raise LexactumError("nothing to evaluate: the selection of objects is empty")
+    if indices.min() < 0 or indices.max() >= len(data.ids) or len(np.unique(indices)) != len(indices):
+        raise LexactumError(f"object positions to evaluate must be distinct and in [0, {len(data.ids)}), got "
+                            f"{indices.min()}..{indices.max()} ({len(indices) - len(np.unique(indices))} repeated)")
     labels = np.asarray(data.labels)[indices]
     if (labels < 0).any():
         raise DataError(f"{getattr(data, 'path', 'data')}: {int((labels < 0).sum())} selected objects have "

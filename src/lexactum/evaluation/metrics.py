@@ -29,8 +29,8 @@ def check_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     if labels.size and not np.isin(labels, (0, 1)).all():
         bad = labels[~np.isin(labels, (0, 1))][0]
         raise LexactumError(f"labels must be 0 (non-lens) or 1 (lens), found {bad.item()!r}")
-    if np.isnan(scores).any():
-        raise LexactumError(f"scores contain {int(np.isnan(scores).sum())} NaN value(s)")
+    if not np.isfinite(scores).all():
+        raise LexactumError(f"scores contain {int((~np.isfinite(scores)).sum())} NaN or infinite value(s)")
     labels = labels.astype(np.int8)
     n_lenses = int(labels.sum())
     if n_lenses == 0 or n_lenses == len(labels):
