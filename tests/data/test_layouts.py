@@ -209,6 +209,8 @@ def test_bad_datasets(make_dataset, tmp_path):
     _one_line_error(lambda: ChallengeDataset(root), catalog, "not a CSV")
     catalog.write_text("ID,is_lens\n100000,yes\n")
     _one_line_error(lambda: ChallengeDataset(root), catalog, "is_lens")
+    catalog.write_text("ID,is_lens\n1e20,1\n")  # no int64 holds it: refused, not wrapped round
+    _one_line_error(lambda: ChallengeDataset(root), catalog, "column ID holds '1e+20', not an integer")
     catalog.write_text("ID,is_lens\n")
     _one_line_error(lambda: ChallengeDataset(root), root, "no complete space object")
 

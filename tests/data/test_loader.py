@@ -117,6 +117,12 @@ def test_split_too_small():
                                                     strict=True))
 
 
+def test_datamodule_without_a_test_set_needs_three_fractions(make_dataset):
+    dataset = ChallengeDataset(make_dataset(n=8))
+    with pytest.raises(LexactumError, match=r"needs 3 fractions"):
+        ChallengeDataModule(dataset, split=(0.5, 0.5))
+
+
 def test_split_by_ids():
     ids = np.array([100_005, 100_001, 100_009, 100_003])
     train, test = split_by_ids(ids, [100_009, 100_005], [100_003])

@@ -36,12 +36,7 @@ class CutoutFolder:
         if not files:
             raise DataError(f"{self.path}: no FITS files (*.fits, *.fit, *.fts) under this folder")
         self.files = files
-        stems = [_strip_suffix(p.name) for p in files]
-        numbers = [re.search(r"(\d+)$", stem) for stem in stems]
-        if all(numbers) and len({int(m.group(1)) for m in numbers}) == len(files):
-            self.ids = np.array([int(m.group(1)) for m in numbers], dtype=np.int64)
-        else:
-            self.ids = np.array(stems, dtype=object)
+        self.ids = _cutout_ids(self.path, files)
         self.labels = np.full(len(files), -1, dtype=np.int64)
         first = self.read(0)
         self.shape = first.shape
@@ -50,6 +45,10 @@ class CutoutFolder:
         if self.survey.n_bands != first.shape[0]:
             raise DataError(f"{files[0]}: holds {first.shape[0]} band(s) but {self.survey.name} images have "
                             f"{self.survey.n_bands}")
+        size = self.survey.image_size
+        if first.shape[1:] != (size, size):
+            raise DataError(f"{files[0]}: image is {first.shape[1]}x{first.shape[2]} pixels, but the networks "
+                            f"take {self.survey.name} cutouts of {size}x{size}")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -61,6 +60,23 @@ class CutoutFolder:
             raise DataError(f"{self.files[i]}: image is {image.shape} but the first cutout ({self.files[0]}) "
                             f"is {self.shape}")
         return image
+
+
+def _cutout_ids(root: Path, files: list[Path]) -> np.ndarray:
+    """The number at the end of each file name when every file has a distinct one (and it fits int64);
+    else the file name without its ending, or the path below ``root`` where names repeat. IDs go into
+    the two-column ``ID score`` submission format, so a name with white space is refused."""
+    stems = [_strip_suffix(p.name) for p in files]
+    numbers = [re.search(r"(?<!\d)(\d{1,18})$", stem) for stem in stems]  # longer runs: not int64
+    if all(numbers) and len({int(m.group(1)) for m in numbers}) == len(files):
+        return np.array([int(m.group(1)) for m in numbers], dtype=np.int64)
+    if len(set(stems)) != len(stems):
+        stems = [_strip_suffix(str(p.relative_to(root).as_posix())) for p in files]
+    for path, stem in zip(files, stems, strict=True):
+        if re.search(r"\s", stem):
+            raise DataError(f"{path}: the file name holds white space, which the 'ID score' submission format "
+                            "cannot carry; rename the file")
+    return np.array(stems, dtype=object)
 
 
 def read_cutout(path: str | os.PathLike) -> np.ndarray:

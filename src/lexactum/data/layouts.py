@@ -195,7 +195,8 @@ def _integer_column(path: Path, table, column) -> np.ndarray:
         return table[column].to_numpy(dtype=np.int64)
     text = table[column].astype(str).str.strip()
     values = pd.to_numeric(text, errors="coerce")
-    bad = values.isna().to_numpy() | (values.to_numpy(dtype=float, na_value=np.nan) % 1 != 0)
+    as_float = values.to_numpy(dtype=float, na_value=np.nan)
+    bad = values.isna().to_numpy() | (as_float % 1 != 0) | (np.abs(as_float) >= 2.0**63)  # beyond int64
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise DataError(f"{path}: column {column} holds {text.iloc[row]!r}, not an integer "
@@ -262,6 +263,8 @@ def _scan_images(root: Path, surveys: list[SurveyFormat]) -> dict[str, list[dict
                 continue
             files = found[match[0]][match[1]]
             object_id = int(stem[len(prefix):])
+            if object_id >= 2**63:
+                raise DataError(f"{entry.path}: object ID {object_id} is too large (at most 19 digits)")
             if object_id in files:
                 band_name = SURVEYS[match[0]].bands[match[1]]
                 raise DataError(f"{entry.path}: second {band_name} file of object {object_id} "

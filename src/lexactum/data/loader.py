@@ -181,6 +181,9 @@ class ChallengeDataModule(pl.LightningDataModule):
                 raise LexactumError(f"split needs positive training and validation fractions, not {split}")
             split = (split[0] / (split[0] + split[1]), split[1] / (split[0] + split[1]))
         _check_fractions(split)
+        if test_dataset is None and len(split) != 3:
+            raise LexactumError(f"split {tuple(split)} needs 3 fractions (train, validation, test) when there is "
+                                "no separate test dataset")
         self.dataset, self.test_dataset = dataset, test_dataset
         self.batch_size, self.split, self.seed = int(batch_size), split, int(seed)
         self.num_workers, self.normalisation, self.cache_dir = num_workers, normalisation, cache_dir

@@ -1,0 +1,46 @@
+"""Loose FITS cutouts (not in the challenge layout): IDs, shapes and refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from lexactum.data.cutouts import CutoutFolder
+from lexactum.errors import DataError
+
+
+def _write(path, shape=(101, 101), value=1.0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(np.full(shape, value, np.float32)).writeto(path)
+
+
+def test_ids_are_the_trailing_numbers_when_distinct(tmp_path):
+    for name in ("night1/cand_17.fits", "night2/cand_4.fits.gz", "x9.fit"):
+        _write(tmp_path / name)
+    assert sorted(CutoutFolder(tmp_path).ids.tolist()) == [4, 9, 17]
+
+
+def test_repeated_names_keep_their_folders_as_ids(tmp_path):
+    _write(tmp_path / "a" / "obj.fits")
+    _write(tmp_path / "b" / "obj.fits")
+    assert CutoutFolder(tmp_path).ids.tolist() == ["a/obj", "b/obj"]  # distinct, one submission line each
+
+
+def test_numbers_beyond_int64_are_kept_as_names(tmp_path):
+    _write(tmp_path / "x_99999999999999999999.fits")  # 20 digits: not a number an int64 holds
+    _write(tmp_path / "x_1.fits")
+    assert sorted(CutoutFolder(tmp_path).ids.tolist()) == ["x_1", "x_99999999999999999999"]
+
+
+def test_white_space_in_an_id_is_refused(tmp_path):
+    _write(tmp_path / "my cutout.fits")
+    _write(tmp_path / "other.fits")
+    with pytest.raises(DataError, match="my cutout.fits: the file name holds white space"):
+        CutoutFolder(tmp_path)
+
+
+def test_cutouts_of_another_size_are_refused_naming_the_file(tmp_path):
+    _write(tmp_path / "small_1.fits", shape=(64, 64))
+    with pytest.raises(DataError, match=r"small_1.fits: image is 64x64 pixels.*101x101"):
+        CutoutFolder(tmp_path)
