@@ -191,6 +191,15 @@ def test_evaluate_cli(make_dataset, ground_model, tmp_path, monkeypatch, capsys)
         evaluate.evaluate_model(ground_model[0], dataset, out_dir=tmp_path / "never", bootstrap=-5)
     assert not (tmp_path / "never").exists()
 
+    # A selection of lenses only fails before scoring, and the earlier results in "ev" stay as they were.
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    lens_ids = tmp_path / "lenses.txt"
+    lens_ids.write_text("\n".join(str(i) for i in dataset.ids[dataset.labels == 1]) + "\n")
+    rc = main(["evaluate", "--model", model_path.name, "--dataset", str(root), "--out", "ev",
+               "--ids-file", str(lens_ids)])
+    assert rc == 2 and "need both lenses and non-lenses" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
     space_model = save_model(create_model("lens_flow", in_channels=1), tmp_path / "space.safetensors")
     rc = main(["evaluate", "--model", str(space_model), "--dataset", str(root), "--out", "bad"])
     assert rc == 2

@@ -123,6 +123,10 @@ def run(args) -> int:
     out_dir = Path(args.out) if args.out else Path("evaluations") / model_path.name
     device = resolve_device(args.device)
     data = _prepared_if_current(dataset, model_normalisation(model)) or dataset
+    evaluate_model(model, data, indices=indices, out_dir=out_dir, device=device, batch_size=args.batch_size,
+                   bootstrap=args.bootstrap, seed=args.seed, files=dataset, show_progress=None,
+                   title=f"{model_path.name} on {dataset.path.name}")
+    # Written last: a run that fails leaves no record that describes outputs it did not write.
     write_config(out_dir, {
         "command": "evaluate", "model": str(model_path.resolve()), "dataset": str(dataset.path),
         "survey": dataset.survey.name, "ids_file": args.ids_file,
@@ -131,9 +135,6 @@ def run(args) -> int:
         "normalisation": model_normalisation(model), "out": str(out_dir.resolve()),
         "scored_from": "files" if data is dataset else f"cache {data.path}",
     })
-    evaluate_model(model, data, indices=indices, out_dir=out_dir, device=device, batch_size=args.batch_size,
-                   bootstrap=args.bootstrap, seed=args.seed, files=dataset, show_progress=None,
-                   title=f"{model_path.name} on {dataset.path.name}")
     print(f"results in {out_dir}")
     return 0
 
