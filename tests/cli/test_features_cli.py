@@ -64,9 +64,12 @@ def test_features_space_image(toy_model_file, make_dataset, tmp_path):
 
     dataset = ChallengeDataset(make_dataset("space", n=2))
     model = toy_model_file(tmp_path / "space.safetensors", 1, seed=2)
+    stale = tmp_path / "maps" / "07_block2.conv3.png"  # left by a deeper network drawn here before
+    stale.parent.mkdir()
+    stale.write_bytes(b"old picture")
     assert main(["features", "--model", str(model), "--image", str(dataset.band_paths[0][0]),
                  "--out", str(tmp_path / "maps")]) == 0
-    assert len(list((tmp_path / "maps").glob("*.png"))) == 3
+    assert len(list((tmp_path / "maps").glob("*.png"))) == 3 and not stale.exists()
 
 
 def test_features_errors(toy_model_file, make_dataset, tmp_path, capsys):

@@ -58,14 +58,19 @@ def run(args) -> int:
                                             dataset=args.dataset, survey=model.metadata.get("survey"))
     image = normalise(raw[None], method=model_normalisation(model), mask_value=survey.mask_value)[0]
     out_dir = Path(args.out)
-    write_config(out_dir, {
+    activations = conv_activations(model, image, device=args.device)
+    # Pictures of an earlier run (another model may have had more layers) would read as this one's.
+    stale = sorted(out_dir.glob("[0-9][0-9]_*.png")) if out_dir.is_dir() else []
+    paths = plot_feature_maps(activations, image, out_dir, max_channels=args.max_channels)
+    for old in stale:
+        if old not in paths:
+            old.unlink(missing_ok=True)
+    write_config(out_dir, {  # last: a run that fails leaves no record of pictures it did not draw
         "command": "features", "model": str(model_path.resolve()), "image": args.image,
         "dataset": str(Path(args.dataset).resolve()) if args.dataset else None,
         "files": [str(p) for p in where], "survey": survey.name, "normalisation": model_normalisation(model),
         "max_channels": args.max_channels, "device": args.device, "out": str(out_dir.resolve()),
     })
-    activations = conv_activations(model, image, device=args.device)
-    paths = plot_feature_maps(activations, image, out_dir, max_channels=args.max_channels)
     print(f"{len(paths)} feature map(s) of {model_path.name} in {out_dir}:")
     for path in paths:
         print(f"  {path.name}")
