@@ -147,6 +147,19 @@ def test_unknown_network_and_missing_metadata_are_refused(tmp_path):
         load_model(bare)
 
 
+@pytest.mark.parametrize(("description", "message"), [
+    ({"survey": "moon"}, "unknown survey 'moon'"),
+    ({"survey": "ground"}, "is for ground images \\(4 band\\(s\\)\\) but its network takes 1"),
+    ({"normalisation": "nonsense"}, "unknown normalisation 'nonsense'"),
+    ({"normalisation": 5}, "unknown normalisation 5"),
+])
+def test_a_description_that_cannot_be_right_is_refused(tmp_path, description, message):
+    weights = create_model("lens_flow").state_dict()
+    path = _write_raw(tmp_path / "d.safetensors", weights, {"network": "lens_flow", "in_channels": 1, **description})
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+
+
 def test_other_input_size_is_refused(tmp_path):
     path = save_model(create_model("lens_flow"), tmp_path / "m.safetensors", {"input_size": 64})
     with pytest.raises(ModelFileError, match="64-pixel images"):

@@ -172,7 +172,28 @@ def _build_from_safetensors(path: Path):
                 f"network {network} needs {tuple(expected[key].shape)}"
             )
     model.load_state_dict(tensors)
+    _check_description(path, metadata)
     return model, metadata
+
+
+def _check_description(path: Path, metadata: dict) -> None:
+    """The survey and normalisation a file names must exist and fit its network's bands: found here, not
+    later in a scoring run that has already written its config."""
+    from lexactum.data.normalise import list_normalisations
+    from lexactum.data.surveys import SURVEYS
+
+    survey = metadata.get("survey")
+    if survey is not None:
+        if str(survey).lower() not in SURVEYS:
+            raise ModelFileError(f"{path} names unknown survey {survey!r} (known: {', '.join(SURVEYS)})")
+        bands = SURVEYS[str(survey).lower()].n_bands
+        if int(metadata.get("in_channels", 1)) != bands:
+            raise ModelFileError(f"{path} is for {survey} images ({bands} band(s)) but its network takes "
+                                 f"{metadata.get('in_channels', 1)}")
+    normalisation = metadata.get("normalisation")
+    known = list_normalisations()
+    if normalisation is not None and (not isinstance(normalisation, str) or normalisation not in known):
+        raise ModelFileError(f"{path} names unknown normalisation {normalisation!r} (known: {', '.join(known)})")
 
 
 def load_model(path: str | os.PathLike, survey=None, models_dir: str | os.PathLike = DEFAULT_MODELS_DIR):
