@@ -24,14 +24,27 @@ def test_conv_activations_of_a_small_network(tmp_path):
     assert list(activations) == ["0", "2"]
     x = torch.from_numpy(image[None])
     with torch.no_grad():
-        first = model[0](x)
-        second = model[2](model[1](first))
+        first = model[1](model[0](x))  # shown after the ReLU that follows it, as a Keras Conv2D(relu)
+        second = model[2](first)  # nothing follows: as it is
     np.testing.assert_allclose(activations["0"], first[0].numpy(), rtol=1e-6)
     np.testing.assert_allclose(activations["2"], second[0].numpy(), rtol=1e-6)
     paths = plots.plot_feature_maps(activations, image, tmp_path)
     assert [p.name for p in paths] == ["01_0.png", "02_2.png"]
     with pytest.raises(LexactumError, match="no convolutional layer"):
         evaluate.conv_activations(nn.Sequential(nn.Flatten()), image)
+
+
+@pytest.mark.parametrize(("network", "lowest"), [("lens_flow", 0.0), ("cas_swinburne", 0.0), ("lastro_epfl", 0.0),
+                                                 ("lens_finder", 0.0), ("cmu_deeplens", -1.0), ("wsi_net", -1.0)])
+def test_seed_networks_show_their_convolutions_after_the_activation(network, lowest):
+    # Every convolution of the seed's networks carries an activation (ReLU, or ELU in residual blocks).
+    from lexactum.models import create_model
+
+    torch.manual_seed(1)
+    image = np.random.default_rng(1).normal(size=(1, 101, 101)).astype(np.float32)
+    activations = evaluate.conv_activations(create_model(network, in_channels=1), image)
+    assert min(float(a.min()) for a in activations.values()) >= lowest
+    assert max(float(a.max()) for a in activations.values()) > 0
 
 
 def test_features_from_r_band_file_and_from_id_agree(toy_model_file, make_dataset, tmp_path):

@@ -391,25 +391,45 @@ def predict_folder(model, source, out_dir: str | os.PathLike, device="auto", bat
 def conv_activations(model, image: np.ndarray, device="cpu") -> dict[str, np.ndarray]:
     """Output (C, H, W) of every Conv2d of ``model`` for one normalised (C, H, W) image, in call order.
 
-    Keys are the modules' path names in the network (e.g. ``features.0``), found with forward hooks.
+    As the seed drew them: a Keras ``Conv2D`` carries its activation, so a convolution that is directly
+    followed by an activation (the next module of an ``nn.Sequential``; the ELU after every convolution
+    of a residual block; those a network names in its ``ACTIVATION_AFTER``) is shown after it. Keys are
+    the convolutions' path names in the network (e.g. ``features.0``), found with forward hooks.
     """
     import torch
+    import torch.nn.functional as F
     from torch import nn
+
+    from lexactum.models.blocks import ResidualBlock
 
     device = resolve_device(device) if isinstance(device, str) or device is None else device
     model = model.to(device).eval()
+    activations = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
+    after: dict[nn.Module, object] = {}  # conv -> the activation applied to its output
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module.children())
+            for conv, follower in zip(children, children[1:], strict=False):
+                if isinstance(conv, nn.Conv2d) and isinstance(follower, activations):
+                    after[conv] = follower
+        elif isinstance(module, ResidualBlock):
+            for conv in module.modules():
+                if isinstance(conv, nn.Conv2d):
+                    after[conv] = F.elu
     captured: dict[str, np.ndarray] = {}
     hooks = []
 
-    def keep(name):
+    def keep(name, activation):
         def hook(_module, _inputs, output):
-            captured.setdefault(name, output[0].detach().float().cpu().numpy())
+            shown = activation(output) if activation is not None else output
+            captured.setdefault(name, shown[0].detach().float().cpu().numpy())
 
         return hook
 
+    declared = {name: getattr(F, function) for name, function in getattr(model, "ACTIVATION_AFTER", {}).items()}
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
-            hooks.append(module.register_forward_hook(keep(name)))
+            hooks.append(module.register_forward_hook(keep(name, after.get(module, declared.get(name)))))
     if not hooks:
         raise LexactumError(f"{type(model).__name__} has no convolutional layer to show")
     try:

@@ -20,6 +20,9 @@ BLOCKS_PER_GROUP = 3
 class CmuDeepLens(nn.Module):
     """Stem conv 32@7x7 + batch norm, 5 groups of 3 residual blocks (101 -> 7), avg-pool 2, dense 1."""
 
+    #: The activation each convolution applies in ``forward`` (a Keras Conv2D's own): feature maps show it.
+    ACTIVATION_AFTER = {"stem": "elu"}
+
     def __init__(self, in_channels: int = 1):
         super().__init__()
         self.in_channels = in_channels

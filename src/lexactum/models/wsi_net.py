@@ -17,6 +17,9 @@ REFERENCE = ("after Ni et al. 2019, MLMI 2019, LNCS 11861 (WSI-Net: branch-based
 class WsiNet(nn.Module):
     """Stem conv, two residual blocks (101 -> 51), two conv + batch-norm + ReLU stages, max-pool 2, dense."""
 
+    #: The activation each convolution applies in ``forward`` (a Keras Conv2D's own): feature maps show it.
+    ACTIVATION_AFTER = {"stem": "elu", "conv_a": "elu", "conv_b": "elu"}
+
     def __init__(self, in_channels: int = 1):
         super().__init__()
         self.in_channels = in_channels
