@@ -258,6 +258,12 @@ def test_ids_file_errors(tmp_path):
         read_ids_file(tmp_path / "bad.txt")
     with pytest.raises(LexactumError, match="not found"):
         read_ids_file(tmp_path / "missing.txt")
+    for name, text, message in (("short.csv", "label,ID\n1,100001\n100002\n", "row 3 has no 'ID' value"),
+                                ("super.txt", "100001\n\u00b2\n", "'\u00b2' is not an object ID"),
+                                ("under.txt", "1_0\n", "'1_0' is not an object ID")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(LexactumError, match=message):
+            read_ids_file(tmp_path / name)
     with pytest.raises(LexactumError, match=r"2 IDs are not in the dataset \(5, 6\)"):
         positions_of(np.array([1, 2, 3]), [1, 5, 6], "ids.txt")
     np.testing.assert_array_equal(positions_of(np.array([4, 8, 6]), [6, 4], "x"), [2, 0])

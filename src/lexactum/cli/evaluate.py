@@ -47,6 +47,7 @@ def read_ids_file(path) -> list[int]:
     """Object IDs from a run folder, a split.json (its 'test' part), a JSON list, or a text/CSV file."""
     import csv
     import json
+    import re
     from pathlib import Path
 
     from lexactum.errors import LexactumError
@@ -73,13 +74,18 @@ def read_ids_file(path) -> list[int]:
         header = [cell.strip().strip('"').lower() for cell in rows[0]] if rows else []
         column = header.index("id") if "id" in header else None
         body = rows[1:] if column is not None else rows
-        tokens = [row[column] for row in body] if column is not None else \
-            [token for row in body for cell in row for token in cell.split()]
-    try:
-        ids = [int(str(token).strip()) for token in tokens]
-    except ValueError:
-        bad = next(t for t in tokens if not str(t).strip().lstrip("-").isdigit())
-        raise LexactumError(f"{path}: {bad!r} is not an object ID (whole number)") from None
+        if column is not None:
+            short = next((n for n, row in enumerate(body, 2) if len(row) <= column), None)
+            if short is not None:
+                raise LexactumError(f"{path}: row {short} has no {rows[0][column].strip()!r} value")
+            tokens = [row[column] for row in body]
+        else:
+            tokens = [token for row in body for cell in row for token in cell.split()]
+    whole = re.compile(r"-?[0-9]+")  # plain ASCII digits: not '1_0', not '²'
+    bad = next((t for t in tokens if isinstance(t, bool) or not whole.fullmatch(str(t).strip())), None)
+    if bad is not None:
+        raise LexactumError(f"{path}: {bad!r} is not an object ID (whole number)")
+    ids = [int(str(token).strip()) for token in tokens]
     if not ids:
         raise LexactumError(f"{path}: holds no IDs")
     return ids

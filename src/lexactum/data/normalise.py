@@ -324,9 +324,10 @@ def zscale(images, contrast: float = 0.25, n_samples: int = 1000, max_reject: fl
 
     Returns float32 (N, C, H, W) (a 2-D or 3-D input gets leading axes of 1). NaN/inf pixels are ignored
     for the limits and become 0; a degenerate interval (constant image) gives 0 everywhere. ``out`` (a
-    C-contiguous float32 array of the batch's shape, e.g. a memmap slice, or ``images`` itself for
-    in-place work) receives the result. ``parallel=True`` spreads the images over numba's threads (worth
-    it for large batches when the caller is not already parallel; the first call compiles ~10 s more).
+    C-contiguous float32 array of the (N, C, H, W) batch's shape, e.g. a memmap slice, or a 4-D
+    ``images`` itself for in-place work) receives the result. ``parallel=True`` spreads the images over
+    numba's threads (worth it for large batches when the caller is not already parallel; the first call
+    compiles ~10 s more).
     """
     result, _, _ = _run_zscale(images, out, True, parallel, n_samples, contrast, max_reject, min_npixels,
                                krej, max_iterations)
@@ -428,7 +429,8 @@ def normalise(images, method: str = "zscale", mask_value: float | None = None, o
 
     Pixels equal to ``mask_value`` (ground: 100.0) are set to 0 before normalising (so they count as a flux
     of 0); NaN/inf pixels are ignored by the method and 0 in the result. Works on a copy, or in ``out``
-    (float32, the batch's shape, C-contiguous; may be ``images`` itself or a memmap slice).
+    (float32, the (N, C, H, W) batch's shape, C-contiguous; may be a 4-D ``images`` itself or a memmap
+    slice).
     """
     fn = get_normalisation(method)
     batch = _as_batch(images)
