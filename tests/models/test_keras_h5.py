@@ -417,6 +417,25 @@ def test_changed_layer_is_refused_naming_it(fixture_copy, stem, layer, key, valu
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(("stem", "kind", "key", "value", "message"), [
+    ("lens_flow_c1", "Dropout", "rate", "abc", "has a setting that is not a number"),
+    ("wsi_net_c1", "BatchNormalization", "epsilon", -1e-3, "need epsilon > 0"),
+    ("wsi_net_c1", "BatchNormalization", "momentum", "x", "need epsilon > 0, momentum in \\[0, 1\\]"),
+    ("wsi_net_c1", "Add", "inbound_nodes", "abc", "is not a list of layer calls"),
+])
+def test_tampered_settings_are_refused_naming_the_file(fixture_copy, stem, kind, key, value, message):
+    path = fixture_copy(stem)
+
+    def tamper(config):
+        layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == kind)
+        (layer if key == "inbound_nodes" else layer["config"])[key] = value
+
+    _rewrite_config(path, tamper)
+    with pytest.raises(ModelFileError, match=message) as info:
+        load_keras_model(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
 def test_rewired_shortcut_is_refused(fixture_copy):
     """Same layers, different graph: the downsampling shortcut reading the block's input instead."""
     path = fixture_copy("wsi_net_c1")

@@ -313,6 +313,8 @@ def _inbound_names(nodes, name: str) -> tuple[str, ...]:
     """Names of the layers a Functional layer reads (Keras 2 lists, or Keras 3 ``keras_history``)."""
     if not nodes:
         return ()
+    if not isinstance(nodes, list):
+        raise ModelFileError(f"layer {name!r}: inbound_nodes {nodes!r} is not a list of layer calls")
     if len(nodes) > 1:
         raise ModelFileError(f"layer {name!r} is called more than once (shared layers are not in the seed)")
     found: list[str] = []
@@ -377,9 +379,15 @@ def parse_model_config(model_config: dict, source: str = "model_config") -> tupl
             if previous is None and kind != "Input":  # older Keras: no InputLayer, the first layer has the shape
                 layers.append(KerasLayer("input", "Input", (), (), {}))
                 inputs = ("input",)
-        else:
-            inputs = _inbound_names(raw.get("inbound_nodes"), name)
-        layers.append(KerasLayer(name, kind, _params(kind, layer_class, layer_config, name), inputs, layer_config))
+        try:
+            if class_name != "Sequential":
+                inputs = _inbound_names(raw.get("inbound_nodes"), name)
+            params = _params(kind, layer_class, layer_config, name)
+        except ModelFileError as exc:  # the helpers name the layer; the file is named here
+            raise ModelFileError(f"{source}: {exc}") from None
+        except (TypeError, ValueError) as exc:  # e.g. a rate of "abc" in a tampered file
+            raise ModelFileError(f"{source}: layer {name!r} has a setting that is not a number ({exc})") from None
+        layers.append(KerasLayer(name, kind, params, inputs, layer_config))
         previous = name
     if input_shape is None:
         raise ModelFileError(f"{source}: model_config gives no input shape (batch_input_shape)")
@@ -646,8 +654,14 @@ def _copy_weights(target: nn.Module, layer: KerasLayer, arrays: dict, flatten_in
                              ("moving_mean", target.running_mean), ("moving_variance", target.running_var)):
             _check_shape(arrays[role], tuple(tensor.shape), layer, role, source)
             put(tensor, arrays[role])
-        target.eps = float(layer.config.get("epsilon", 1e-3))  # Keras's epsilon, whatever ours defaults to
-        target.momentum = 1.0 - float(layer.config.get("momentum", 0.99))  # in case training continues
+        try:  # Keras's epsilon, whatever ours defaults to; the momentum in case training continues
+            epsilon, momentum = float(layer.config.get("epsilon", 1e-3)), float(layer.config.get("momentum", 0.99))
+        except (TypeError, ValueError):
+            epsilon = momentum = math.nan
+        if not (epsilon > 0 and math.isfinite(epsilon) and 0 <= momentum <= 1):
+            raise ModelFileError(f"{source}: layer {layer.name!r} has epsilon {layer.config.get('epsilon')!r} and "
+                                 f"momentum {layer.config.get('momentum')!r}: need epsilon > 0, momentum in [0, 1]")
+        target.eps, target.momentum = epsilon, 1.0 - momentum
         return
     if target.bias is not None:
         if "bias" not in arrays:
