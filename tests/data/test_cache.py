@@ -124,6 +124,25 @@ def test_abandoned_temporary_folder_is_removed(make_dataset, tmp_path):
     assert not leftover.exists()
 
 
+def test_a_cache_another_process_finished_first_is_kept(make_dataset, tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    theirs = prepare(dataset, cache_dir=tmp_path / "theirs", workers=1, progress=False)
+    real_replace = os.replace
+
+    def racing(source, target):  # the other process's finished cache lands just before our rename
+        if ".tmp-" in Path(source).name and not Path(target).exists():
+            shutil.copytree(theirs.path, target)
+        return real_replace(source, target)
+
+    monkeypatch.setattr(cache.os, "replace", racing)
+    ours = prepare(dataset, cache_dir=tmp_path / "ours", workers=1, progress=False)
+    np.testing.assert_array_equal(np.asarray(ours.images), np.asarray(theirs.images))
+    assert [p.name for p in (tmp_path / "ours").iterdir()] == [ours.path.name]  # our copy removed
+
+
 def test_parallel_workers_match_serial(ground, tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "CHUNK_OBJECTS", 3)
     serial = prepare(ground, cache_dir=tmp_path / "a", workers=1, progress=False)

@@ -275,12 +275,24 @@ def _read_index(folder: Path) -> dict | None:
 
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:
-    """Rename the finished ``tmp`` folder to ``folder``, moving an older cache aside first."""
+    """Rename the finished ``tmp`` folder to ``folder``, moving an older cache aside first.
+
+    Another process preparing the same cache may put its folder there in between (two trainings started
+    on one dataset): then the rename fails, and as that cache holds the same files it is kept, ours
+    dropped."""
     old = None
     if folder.exists():
         old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(folder, old)
-    os.replace(tmp, folder)
+        try:
+            os.replace(folder, old)
+        except FileNotFoundError:  # the other process moved it aside itself
+            old = None
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if _read_index(folder) is None:  # not a finished cache there: a real failure
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
