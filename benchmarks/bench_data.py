@@ -160,9 +160,9 @@ def _augment_on(device, n_bands: int, repeats: int, batch_size: int) -> dict:
         augmenter(batch, generator)
         _sync(device)
 
-    def train_step():
+    def train_step(images=batch):
         optimiser.zero_grad(set_to_none=True)
-        loss_fn(model(batch), labels).backward()
+        loss_fn(model(images), labels).backward()
         optimiser.step()
         _sync(device)
 
@@ -179,10 +179,7 @@ def _augment_on(device, n_bands: int, repeats: int, batch_size: int) -> dict:
         augmenter(images, generator)
         _sync(device)
         augmented = time.perf_counter()
-        optimiser.zero_grad(set_to_none=True)
-        loss_fn(model(images), labels).backward()
-        optimiser.step()
-        _sync(device)
+        train_step(images)
         return augmented - start, time.perf_counter() - augmented
 
     augment(), train_step(), training_step()  # compile / warm up

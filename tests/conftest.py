@@ -21,15 +21,17 @@ def quiet(monkeypatch):
 @pytest.fixture(autouse=True)
 def torch_flags_kept():
     """A Trainer a test builds switches torch's deterministic mode on for the whole process; switch it back
-    so that no test sees another's setting (in deterministic mode a forked child hangs in OpenMP)."""
+    (as training itself does) so that no test sees another's setting (in deterministic mode a forked child
+    hangs in OpenMP)."""
     import sys
 
-    torch = sys.modules.get("torch")  # a test that never imported torch changed nothing
-    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) \
-        if torch else None
-    yield
-    if before is not None:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    if "torch" not in sys.modules:  # a test that never imported torch changed nothing
+        yield
+        return
+    from lexactum.training import _torch_flags_restored
+
+    with _torch_flags_restored():
+        yield
 
 
 @pytest.fixture

@@ -35,6 +35,9 @@ def test_writing_where_a_file_or_folder_is_in_the_way_is_one_clear_error(tmp_pat
     blocker.write_text("mine")
     with pytest.raises(LexactumError, match="afile: is a file, not a folder"):
         runs.write_json(blocker / "config.json", {"a": 1})  # e.g. --out afile
+    with pytest.raises(LexactumError, match=r"^--out .*afile is a file, not a folder$"):
+        runs.refuse_file_as_folder(blocker)  # the same, asked before a long scoring pass
+    runs.refuse_file_as_folder(tmp_path / "not yet")  # a folder still to be made is fine
     (tmp_path / "folder").mkdir()
     with pytest.raises(LexactumError, match="folder: is a folder"):
         runs.write_text_atomic(tmp_path / "folder", "text")  # e.g. convert --out somedir

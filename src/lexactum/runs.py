@@ -53,6 +53,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def refuse_file_as_folder(folder: str | os.PathLike, what: str = "--out") -> None:
+    """A LexactumError now when ``folder`` exists as a file: before long work whose outputs go there."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise LexactumError(f"{what} {folder} is a file, not a folder")
+
+
 def ensure_folder(folder: str | os.PathLike) -> Path:
     """Create ``folder`` (and its parents) if needed, or a LexactumError naming it when it cannot be one."""
     folder = Path(folder)

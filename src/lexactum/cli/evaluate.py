@@ -112,7 +112,7 @@ def run(args) -> int:
     from lexactum.errors import LexactumError
     from lexactum.evaluation.evaluate import evaluate_model, model_normalisation, resolve_device
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import write_config
+    from lexactum.runs import refuse_file_as_folder, write_config
 
     # Checked before any work: a bad value must not cost a whole scoring pass or leave a config.json behind.
     if args.batch_size < 1:
@@ -127,6 +127,7 @@ def run(args) -> int:
         indices = positions_of(dataset.ids, read_ids_file(args.ids_file), args.ids_file)
     # The whole file name: m.v1.safetensors, m.v2.safetensors and m.h5 each get a folder of their own.
     out_dir = Path(args.out) if args.out else Path("evaluations") / model_path.name
+    refuse_file_as_folder(out_dir)
     device = resolve_device(args.device)
     data = _prepared_if_current(dataset, model_normalisation(model)) or dataset
     evaluate_model(model, data, indices=indices, out_dir=out_dir, device=device, batch_size=args.batch_size,

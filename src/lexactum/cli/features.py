@@ -48,7 +48,7 @@ def run(args) -> int:
     from lexactum.evaluation.evaluate import conv_activations, model_normalisation
     from lexactum.evaluation.plots import plot_feature_maps
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import write_config
+    from lexactum.runs import refuse_file_as_folder, write_config
 
     if args.max_channels < 1:
         raise LexactumError(f"--max-channels {args.max_channels}: draw at least 1 channel per layer")
@@ -58,6 +58,7 @@ def run(args) -> int:
                                             dataset=args.dataset, survey=model.metadata.get("survey"))
     image = normalise(raw[None], method=model_normalisation(model), mask_value=survey.mask_value)[0]
     out_dir = Path(args.out)
+    refuse_file_as_folder(out_dir)
     activations = conv_activations(model, image, device=args.device)
     # Pictures of an earlier run (another model may have had more layers) would read as this one's.
     stale = sorted(out_dir.glob("[0-9][0-9]_*.png")) if out_dir.is_dir() else []

@@ -44,7 +44,7 @@ def run(args) -> int:
     from lexactum.errors import LexactumError, ModelFileError
     from lexactum.evaluation.evaluate import model_normalisation, predict_folder, resolve_device
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import write_config
+    from lexactum.runs import refuse_file_as_folder, write_config
 
     if args.batch_size < 1:  # before any work: no output folder for a run that cannot start
         raise LexactumError(f"--batch-size {args.batch_size}: must be at least 1")
@@ -56,8 +56,7 @@ def run(args) -> int:
         raise ModelFileError(f"{model_path} takes {channels} band(s), but the cutouts in {args.input} have "
                              f"{source.survey.n_bands} ({source.survey.name})")
     out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise LexactumError(f"--out {out_dir} is a file, not a folder")
+    refuse_file_as_folder(out_dir)
     device = resolve_device(args.device)
     left_out = sorted({int(object_id) for object_id, _ in getattr(source, "incomplete", [])})
     if left_out:  # the challenge's rule: objects with a missing band are left out, and said so

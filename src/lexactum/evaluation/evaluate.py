@@ -282,7 +282,7 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     that dataset when the caller has it open, else it is found from the cache's index).
     Returns the metrics dict that metrics.json holds.
     """
-    from lexactum.evaluation.metrics import challenge_metrics
+    from lexactum.evaluation.metrics import challenge_metrics, check_both_classes
     from lexactum.evaluation.plots import plot_roc
     from lexactum.runs import write_json
 
@@ -299,9 +299,7 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     if (labels < 0).any():
         raise DataError(f"{getattr(data, 'path', 'data')}: {int((labels < 0).sum())} selected objects have "
                         "no label; evaluation needs a catalog ('lexactum predict' scores unlabelled data)")
-    if labels.min() == labels.max():  # before the scoring pass, which may take long
-        raise LexactumError(f"need both lenses and non-lenses to evaluate, got {int(labels.sum())} lenses and "
-                            f"{int((labels == 0).sum())} non-lenses in the selection")
+    check_both_classes(labels)  # before the scoring pass, which may take long
     device = resolve_device(device) if isinstance(device, str) or device is None else device
     images = getattr(data, "images", None)
     if images is None:

@@ -32,13 +32,18 @@ def check_inputs(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(scores).all():
         raise LexactumError(f"scores contain {int((~np.isfinite(scores)).sum())} NaN or infinite value(s)")
     labels = labels.astype(np.int8)
-    n_lenses = int(labels.sum())
+    check_both_classes(labels)
+    return labels, scores
+
+
+def check_both_classes(labels: np.ndarray) -> None:
+    """A LexactumError unless the 0/1 ``labels`` hold at least one lens and one non-lens."""
+    n_lenses = int(np.sum(labels))
     if n_lenses == 0 or n_lenses == len(labels):
         raise LexactumError(
             f"need both lenses and non-lenses to score, got {n_lenses} lenses and "
             f"{len(labels) - n_lenses} non-lenses"
         )
-    return labels, scores
 
 
 def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

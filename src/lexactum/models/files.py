@@ -158,6 +158,7 @@ def _build_from_safetensors(path: Path):
         model = create_model(network, in_channels=metadata.get("in_channels", 1))
     except LexactumError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
+    _check_description(path, metadata)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -172,7 +173,6 @@ def _build_from_safetensors(path: Path):
                 f"network {network} needs {tuple(expected[key].shape)}"
             )
     model.load_state_dict(tensors)
-    _check_description(path, metadata)
     return model, metadata
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from lexactum.data.surveys import TRAINING_CATALOG, SurveyFormat
-from lexactum.runs import atomic_path, write_text_atomic
+from lexactum.runs import atomic_path, refuse_file_as_folder, write_text_atomic
 
 #: Objects per sub-folder in the released test set.
 OBJECTS_PER_FOLDER = 10_000
@@ -287,8 +287,7 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
     """Refuse an ``out`` holding another dataset (unless ``overwrite``: then remove that dataset)."""
     from lexactum.errors import LexactumError
 
-    if out.exists() and not out.is_dir():
-        raise LexactumError(f"--out {out} is a file, not a folder")
+    refuse_file_as_folder(out)
     if not out.exists() or not any(out.iterdir()):
         try:
             out.mkdir(parents=True, exist_ok=True)
