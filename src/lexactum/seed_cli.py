@@ -130,14 +130,22 @@ def _demo_dataset(survey: str):
 
 
 def _train(survey: str, dataset, args):
+    """Train and save under the seed's own name, ``models/<survey>_<network>_<N>epochs.safetensors`` (its load
+    mode and its users expect it): a different model already there is not lost but kept under a dated
+    backup name beside it (said on one line), where a new name would break the seed's train-then-load flow."""
+    from lexactum.cli.train import train_one_line
     from lexactum.errors import LexactumError
-    from lexactum.training import TrainConfig, train
+    from lexactum.models.files import default_model_path
+    from lexactum.training import TrainConfig
 
     if args.model_name not in SEED_NETWORKS:
         raise LexactumError(f"--model_name {args.model_name!r}: with train, choose one of "
                             f"{', '.join(SEED_NETWORKS)}")
-    result = train(TrainConfig(dataset=dataset, network=args.model_name, survey=survey, epochs=args.no_of_epochs,
-                               batch_size=args.batch_size, augment=args.augment_images, split=SEED_SPLIT, seed=0))
+    model_out = default_model_path(survey, args.model_name, args.no_of_epochs)
+    result = train_one_line(TrainConfig(
+        dataset=dataset, network=args.model_name, survey=survey, epochs=args.no_of_epochs,
+        batch_size=args.batch_size, augment=args.augment_images, split=SEED_SPLIT, seed=0, model_out=model_out,
+        backup_existing=True))
     return result.metrics, result.run_dir, result.model_path
 
 

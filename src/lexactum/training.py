@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import time
@@ -23,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from lexactum import runs
@@ -35,7 +37,7 @@ CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
 #: Settings a resumed run may change; the others must match the run's config.json.
 RESUMABLE_OVERRIDES = ("epochs", "device", "precision", "patience", "progress", "num_workers", "cache_dir",
-                       "bootstrap", "model_out", "threads")
+                       "bootstrap", "model_out", "threads", "overwrite")
 
 # Warnings Lightning gives for choices made here on purpose (in-memory data needs no workers on CPU).
 _QUIET_WARNINGS = (
@@ -181,6 +183,29 @@ class EpochMetricsCSV(Callback):
         runs.write_csv(self.path, [*kept, row], fieldnames=list(row))
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: each checkpoint is serialised in memory, written whole to
+    a temporary name in the run folder, fsynced and renamed over the old one. A full disk or a kill never
+    leaves a truncated ``last.ckpt`` (the previous one stays intact and resumable) nor a temporary file; a
+    failed write is one LexactumError naming the checkpoint."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        import io
+
+        if storage_options is not None:  # Lightning's own refusal of options it cannot honour
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        try:
+            runs.write_bytes_atomic(path, buffer.getvalue())
+        except OSError as exc:
+            run_dir = Path(path).parent
+            raise LexactumError(f"{path}: cannot write the checkpoint ({exc.strerror or exc}); no partial file is "
+                                f"left and an earlier checkpoint, if any, is kept: free space, then "
+                                f"'lexactum train --resume {run_dir}'") from exc
+        return None
+
+
 def idle_cpu_count() -> int:
     """Cores not busy with other processes (at least 1), from the 1-minute load average.
 
@@ -249,11 +274,15 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
     progress = _show_progress(progress)
     if deterministic is None:
         deterministic = True if accelerator == "cpu" else "warn"
-    checkpoints = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir, filename=Path(runs.BEST_CHECKPOINT).stem, monitor="val_auc", mode="max", save_top_k=1,
-        save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+        auto_insert_metric_name=False, enable_version_counter=False,
     )
-    all_callbacks: list[Callback] = [checkpoints, EpochMetricsCSV(run_dir / runs.METRICS_CSV)]
+    # Lightning's save_last copies only epochs that also saved a best checkpoint; an unmonitored
+    # checkpoint of its own is written after every epoch, improved or not, so a resume repeats none.
+    last = ModelCheckpoint(dirpath=run_dir, filename=Path(runs.LAST_CHECKPOINT).stem, monitor=None,
+                           save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    all_callbacks: list[Callback] = [best, last, EpochMetricsCSV(run_dir / runs.METRICS_CSV)]
     if patience is not None:
         all_callbacks.append(EarlyStopping(monitor="val_auc", mode="max", patience=patience, check_finite=False))
     if progress:
@@ -262,6 +291,7 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
     options = dict(
         default_root_dir=run_dir, max_epochs=epochs, accelerator=accelerator, devices=devices,
         precision=precision, deterministic=deterministic, logger=False, callbacks=all_callbacks,
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=bool(progress), enable_model_summary=bool(progress), num_sanity_val_steps=0,
     )
     options.update(trainer_kwargs)
@@ -311,6 +341,12 @@ class TrainConfig:
     model_out: str | os.PathLike | None = None
     """Model file; default ``models/<survey>_<network>_<epochs>epochs.safetensors``."""
     models_dir: str | os.PathLike = "models"
+    overwrite: bool = False
+    """Replace an existing model file. Without it an explicit ``model_out`` that exists is refused before
+    training, and a default name that is taken gives way to a free ``-2``, ``-3``... name."""
+    backup_existing: bool = False
+    """Keep an existing file at ``model_out`` under a dated backup name beside it, then write the new model
+    there (the seed's fixed file names, which its load mode expects)."""
     cache_dir: str | os.PathLike | None = None
     normalisation: str = "zscale"
     num_workers: int | None = None
@@ -420,8 +456,10 @@ class TrainResult:
 
 
 def train(config: TrainConfig) -> TrainResult:
-    """One whole run: dataset -> prepared cache -> split -> fit -> test evaluation -> model file, and the
-    run folder recording all of it. Bad settings fail before any work, with a LexactumError."""
+    """One whole run: dataset -> prepared cache -> split -> fit -> model file -> test evaluation, and the run
+    folder recording all of it. Everything that can refuse the run (bad settings, a resume that cannot
+    continue, an output that is taken or cannot be written, a test part that cannot be scored) fails with a
+    LexactumError before anything is written or trained."""
     from lexactum.data import ChallengeDataset
     from lexactum.data.loader import split_indices
 
@@ -429,21 +467,27 @@ def train(config: TrainConfig) -> TrainResult:
     split = config.resolved_split()
     accelerator, _, torch_device = lightning_device(config.device)
     precision = resolve_precision(config.precision, accelerator)
+    epochs_done = _check_resume(config) if config.resume else 0
+    if not config.resume and config.run_dir is not None:
+        _check_writable_folder(Path(config.run_dir), "--run-dir")
     dataset = ChallengeDataset(config.dataset, survey=config.survey)
     test_dataset = ChallengeDataset(config.test_dataset, survey=dataset.survey) if config.test_dataset else None
     loader_split = split[:2] if test_dataset is not None else split
     split_indices(len(dataset), loader_split, config.seed)  # a dataset too small for the split fails here
+    model_path = _choose_model_path(config, dataset.survey.name, Path(config.run_dir) if config.resume else None)
 
     threads = cpu_threads(config.threads) if accelerator == "cpu" else contextlib.nullcontext()
     with quiet_warnings(), threads:
-        datamodule, run_dir = _start_run(config, dataset, test_dataset, loader_split, torch_device, precision)
-        module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision)
-        return _finish_run(config, module, datamodule, run_dir, torch_device)
+        datamodule = _prepare_data(config, dataset, test_dataset, loader_split)
+        run_dir = _start_run(config, datamodule, torch_device, precision, model_path)
+        module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision, epochs_done)
+        return _finish_run(config, module, datamodule, run_dir, torch_device, model_path)
 
 
-def _start_run(config: TrainConfig, dataset, test_dataset, loader_split, torch_device, precision: str):
-    """Prepare the data and split it; create (or check, when resuming) the run folder and its records."""
+def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split):
+    """The prepared, split data; a test part that cannot be scored is refused here, before any training."""
     from lexactum.data.loader import ChallengeDataModule
+    from lexactum.evaluation.metrics import check_both_classes
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = ChallengeDataModule(
@@ -452,23 +496,48 @@ def _start_run(config: TrainConfig, dataset, test_dataset, loader_split, torch_d
         progress=_show_progress(config.progress),
     )
     datamodule.setup("fit")
-    run_dir = _prepare_run_dir(config, dataset.survey.name)
+    labels = np.asarray(datamodule.prepared_test.labels)[datamodule.test_indices]
+    where = (f"test dataset {test_dataset.path}" if test_dataset is not None
+             else f"the test part of {dataset.path} (split {tuple(loader_split)}, seed {config.seed})")
+    if (labels < 0).any():
+        raise LexactumError(f"{where}: {int((labels < 0).sum())} objects have no label; the test part must be "
+                            "labelled to be scored")
+    try:
+        check_both_classes(labels.astype(np.int64))
+    except LexactumError as exc:
+        raise LexactumError(f"{where} cannot be scored: {exc}; change the split or the seed") from exc
+    return datamodule
+
+
+def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, model_path: Path) -> Path:
+    """Create (or, when resuming, check) the run folder, then write its records: config.json, split.json."""
+    dataset, test_dataset = datamodule.dataset, datamodule.test_dataset
+    parts = {"train": datamodule.train_ids, "val": datamodule.val_ids, "test": datamodule.test_ids}
+    if config.resume:
+        run_dir = Path(config.run_dir)
+        _check_same_split(run_dir, parts)
+    elif config.run_dir is None:
+        run_dir = runs.new_run_dir(dataset.survey.name, config.network, root=config.runs_root)
+    else:
+        run_dir = Path(config.run_dir)
+        if (run_dir / runs.CONFIG).exists():
+            raise LexactumError(f"{run_dir} already holds a run: resume it or choose another run folder")
+        runs.ensure_folder(run_dir)
     test_path = str(test_dataset.path) if test_dataset is not None else None
     record = config.record()
     record.update(survey=dataset.survey.name, dataset=str(dataset.path), test_dataset=test_path,
                   run_dir=str(run_dir))
     resolved = {"config": record, "device": str(torch_device), "precision": precision,
-                "torch_threads": torch.get_num_threads(), "n_images": len(dataset), "resumed": []}
-    parts = {"train": datamodule.train_ids, "val": datamodule.val_ids, "test": datamodule.test_ids}
+                "torch_threads": torch.get_num_threads(), "n_images": len(dataset), "model_file": str(model_path),
+                "resumed": []}
     if config.resume:
-        _check_same_split(run_dir, parts)
         previous = runs.read_config(run_dir)
         resolved["created"] = previous.get("created")
         resolved["resumed"] = [*previous.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
     runs.write_config(run_dir, resolved)
     runs.write_split(run_dir, parts, fractions=list(config.resolved_split()), seed=config.seed,
                      dataset=str(dataset.path), test_dataset=test_path)
-    return datamodule, run_dir
+    return run_dir
 
 
 @contextlib.contextmanager
@@ -488,76 +557,215 @@ def _torch_flags_restored():
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cudnn
 
 
-def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision: str) -> LensFinderModule:
-    """Train (from last.ckpt when resuming); with early stopping, end with the best epoch's weights."""
+def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision: str,
+         epochs_done: int = 0) -> LensFinderModule:
+    """Train (from last.ckpt when resuming); with early stopping, end with the best epoch's weights.
+
+    A resumed run that has already trained ``config.epochs`` epochs trains nothing: its last.ckpt is
+    finished instead (model file, test evaluation), e.g. after a failure once training was done.
+    """
     module = LensFinderModule(config.network, n_bands, augment=config.augment, seed=config.seed)
     last = run_dir / runs.LAST_CHECKPOINT
-    with _torch_flags_restored():
-        trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
-                                patience=config.patience, progress=config.progress)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None, weights_only=True)
+    if config.resume and epochs_done >= config.epochs:
+        print(f"{run_dir}: already trained {_epochs(epochs_done)}, nothing to train; writing the model file "
+              f"and the test evaluation from its {runs.LAST_CHECKPOINT}", flush=True)
+        module.load_state_dict(load_checkpoint(last)["state_dict"])
+        module.epochs_trained = epochs_done
+    else:
+        with _torch_flags_restored():
+            trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
+                                    patience=config.patience, progress=config.progress)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None,
+                        weights_only=True)
+        module.epochs_trained = int(trainer.current_epoch)
     best = run_dir / runs.BEST_CHECKPOINT
     if config.patience is not None and best.is_file():
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-    module.epochs_trained = int(trainer.current_epoch)
+        module.load_state_dict(load_checkpoint(best)["state_dict"])
     return module
 
 
-def _finish_run(config: TrainConfig, module: LensFinderModule, datamodule, run_dir: Path,
-                torch_device) -> TrainResult:
-    """Training curves, the test evaluation (scores.csv, metrics.json, roc.png), then the model file."""
-    from lexactum.evaluation.evaluate import evaluate_model
-    from lexactum.evaluation.plots import plot_training_curves
-    from lexactum.models import default_model_path, save_model
-
-    survey = datamodule.prepared.survey
+def _finish_run(config: TrainConfig, module: LensFinderModule, datamodule, run_dir: Path, torch_device,
+                model_path: Path) -> TrainResult:
+    """The model file first (trained weights outlive any failure after training), then the training curves
+    and the test evaluation (scores.csv, metrics.json, roc.png), then the same model file with the metrics."""
     history = runs.read_csv(run_dir / runs.METRICS_CSV)
-    if history:
-        plot_training_curves(run_dir / runs.METRICS_CSV, run_dir / runs.CURVES,
-                             title=f"{survey.name} {config.network}")
     best_auc = _best_val_auc(history)
-    epochs = module.epochs_trained
-    test_indices = datamodule.test_indices
     network = module.network.eval()
-    network.metadata = {
-        "survey": survey.name, "network": config.network, "epochs": epochs, "epochs_requested": config.epochs,
-        "seed": config.seed, "batch_size": config.batch_size, "augment": config.augment,
-        "normalisation": config.normalisation,
+    network.metadata = _model_metadata(config, module, datamodule, run_dir, best_auc)
+    model_path = _save_new_model(config, network, model_path, run_dir)
+    try:
+        metrics = _evaluate(config, network, datamodule, run_dir, torch_device, history, module.epochs_trained)
+    except (LexactumError, OSError) as exc:
+        reason = _os_error_text(exc) if isinstance(exc, OSError) else str(exc)
+        raise LexactumError(f"{reason} (after training: the model is saved as {model_path}, without test "
+                            f"metrics; the run is in {run_dir})") from exc
+    network.metadata["metrics"] = {k: _json_float(v) for k, v in metrics.items()
+                                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    _write_model(network, model_path, run_dir)
+    return TrainResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history,
+                       best_val_auc=best_auc, epochs_trained=module.epochs_trained)
+
+
+def _model_metadata(config: TrainConfig, module: LensFinderModule, datamodule, run_dir: Path,
+                    best_auc: float) -> dict:
+    """What the model file says about how it was made (the test metrics are added after the evaluation)."""
+    return {
+        "survey": datamodule.prepared.survey.name, "network": config.network, "epochs": module.epochs_trained,
+        "epochs_requested": config.epochs, "seed": config.seed, "batch_size": config.batch_size,
+        "augment": config.augment, "normalisation": config.normalisation,
         "split": {"fractions": list(config.resolved_split()), "seed": config.seed,
                   "n_train": len(datamodule.train_indices), "n_val": len(datamodule.val_indices),
-                  "n_test": len(test_indices)},
+                  "n_test": len(datamodule.test_indices)},
         "dataset": str(datamodule.prepared.dataset_path), "run_dir": str(run_dir),
         "test_dataset": str(datamodule.prepared_test.dataset_path) if config.test_dataset else None,
         "best_val_auc": _json_float(best_auc),
     }
-    metrics = evaluate_model(network, datamodule.prepared_test, test_indices, run_dir, device=torch_device,
-                             batch_size=max(config.batch_size, 64), bootstrap=config.bootstrap, seed=config.seed,
-                             show_progress=_show_progress(config.progress), verbose=False,
-                             title=f"{survey.name} {config.network}, {epochs} epochs")
-    network.metadata["metrics"] = {k: _json_float(v) for k, v in metrics.items()
-                                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    model_path = Path(config.model_out) if config.model_out else default_model_path(
-        survey, config.network, config.epochs, models_dir=config.models_dir)
-    save_model(network, model_path, metadata=network.metadata)
-    return TrainResult(run_dir=run_dir, model_path=model_path, metrics=metrics, history=history,
-                       best_val_auc=best_auc, epochs_trained=epochs)
 
 
-def _prepare_run_dir(config: TrainConfig, survey: str) -> Path:
-    if config.resume:
-        if config.run_dir is None:
-            raise LexactumError("resume needs the run folder to continue (run_dir)")
-        run_dir = Path(config.run_dir)
-        if not (run_dir / runs.LAST_CHECKPOINT).is_file():
-            raise LexactumError(f"{run_dir}: no {runs.LAST_CHECKPOINT} to resume from")
-        return run_dir
+def _evaluate(config: TrainConfig, network, datamodule, run_dir: Path, torch_device, history: list[dict],
+              epochs: int) -> dict:
+    from lexactum.evaluation.evaluate import evaluate_model
+    from lexactum.evaluation.plots import plot_training_curves
+
+    survey = datamodule.prepared.survey
+    if history:
+        plot_training_curves(run_dir / runs.METRICS_CSV, run_dir / runs.CURVES,
+                             title=f"{survey.name} {config.network}")
+    return evaluate_model(network, datamodule.prepared_test, datamodule.test_indices, run_dir,
+                          device=torch_device, batch_size=max(config.batch_size, 64), bootstrap=config.bootstrap,
+                          seed=config.seed, show_progress=_show_progress(config.progress), verbose=False,
+                          title=f"{survey.name} {config.network}, {epochs} epochs")
+
+
+def _check_resume(config: TrainConfig) -> int:
+    """Everything that can refuse a resume, before anything in the run folder is written (a refused resume
+    leaves config.json and split.json as they were): the folder, its config.json, an intact last.ckpt, and
+    no fewer epochs than it has trained. Returns the epochs it has trained."""
     if config.run_dir is None:
-        return runs.new_run_dir(survey, config.network, root=config.runs_root)
+        raise LexactumError("resume needs the run folder to continue (run_dir)")
     run_dir = Path(config.run_dir)
-    if (run_dir / runs.CONFIG).exists():
-        raise LexactumError(f"{run_dir} already holds a run: resume it or choose another run folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    last = run_dir / runs.LAST_CHECKPOINT
+    if not last.is_file():
+        raise LexactumError(f"{run_dir}: no {runs.LAST_CHECKPOINT} to resume from")
+    runs.read_config(run_dir)
+    done = epochs_done(load_checkpoint(last))
+    if config.epochs < done:
+        raise LexactumError(f"--resume {run_dir}: the run has already trained {_epochs(done)}; "
+                            f"give --epochs {done} or more")
+    return done
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """A checkpoint of a run folder, read with ``weights_only`` (tensors and plain values: no code runs), or
+    one LexactumError naming the file when it is missing, truncated or not a checkpoint."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise LexactumError(f"{path}: checkpoint not found") from None
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError... for damage
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise LexactumError(f"{path}: corrupt or truncated checkpoint ({reason}); the run cannot continue from "
+                            "it: start a new run, or put back an intact copy") from exc
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise LexactumError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def epochs_done(checkpoint: dict) -> int:
+    """How many epochs the run had finished when ``checkpoint`` was written (Lightning's own loop count)."""
+    try:
+        return int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return int(checkpoint.get("epoch", -1)) + 1
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """Before any long work: ``folder`` is a folder, or can be created as one, and can be written to."""
+    existing = folder
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == folder else f" ({existing} is a file)"
+        raise LexactumError(f"{what} {folder}: not a folder{where}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LexactumError(f"{what} {folder}: cannot write in {existing} (read-only or no permission)")
+
+
+def _choose_model_path(config: TrainConfig, survey: str, own_run: Path | None) -> Path:
+    """The model file, settled before training. An explicit one that exists is refused unless ``overwrite``
+    (or ``backup_existing``, or it is the resumed run's own model); a default name that is taken moves to a
+    free ``-2``, ``-3``... name, said here, so no other model is ever replaced."""
+    from lexactum.models.files import default_model_path, free_model_path
+
+    def own(path: Path) -> bool:
+        return _is_own_model(path, own_run)
+
+    explicit = config.model_out is not None
+    path = Path(config.model_out) if explicit else default_model_path(
+        survey, config.network, config.epochs, models_dir=config.models_dir)
+    _check_writable_folder(path.parent, "--model-out" if explicit else "models folder")
+    if explicit and path.exists() and not (path.is_file() and (config.overwrite or config.backup_existing)) \
+            and not own(path):
+        hint = "a folder; give a file name" if path.is_dir() else "exists; give --overwrite to replace it"
+        raise LexactumError(f"--model-out {path}: {hint}, or choose another name")
+    if not explicit and not config.overwrite:
+        chosen = free_model_path(path, reusable=own)
+        if chosen != path:
+            print(f"{path} holds another model: this run's model will be saved as {chosen}", flush=True)
+        path = chosen
+    if path.is_dir():
+        raise LexactumError(f"model file {path}: is a folder")
+    return path
+
+
+def _save_new_model(config: TrainConfig, network, path: Path, run_dir: Path) -> Path:
+    """Write the model to ``path`` chosen before training; a file that appeared there since is not replaced
+    (the model goes to a free name, said) unless ``overwrite``, or is kept aside (``backup_existing``)."""
+    from lexactum.models.files import backup_model_file, free_model_path
+
+    own_run = run_dir if config.resume else None
+    if (path.exists() or path.is_symlink()) and not config.overwrite and not _is_own_model(path, own_run):
+        if config.backup_existing and path.is_file():
+            print(f"{path} held another model: kept as {backup_model_file(path)}", flush=True)
+        else:
+            taken, path = path, free_model_path(path)
+            print(f"{taken} appeared during training: the model is saved as {path}", flush=True)
+    _write_model(network, path, run_dir)
+    return path
+
+
+def _write_model(network, path: Path, run_dir: Path) -> None:
+    from lexactum.models import save_model
+
+    try:
+        save_model(network, path, metadata=network.metadata)
+    except OSError as exc:
+        raise LexactumError(f"{_os_error_text(exc, path)}: the model file was not written; the run folder "
+                            f"{run_dir} keeps the trained checkpoints: free space, then "
+                            f"'lexactum train --resume {run_dir}' writes it") from exc
+
+
+def _is_own_model(path: Path, run_dir: Path | None) -> bool:
+    """Whether the model file at ``path`` was written by the run in ``run_dir`` (its metadata names that
+    folder): a resumed run may replace its own model, never another."""
+    if run_dir is None or not path.is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            saved = json.loads((handle.metadata() or {}).get("run_dir", "null"))
+    except Exception:  # noqa: BLE001 - unreadable or foreign: not this run's
+        return False
+    return isinstance(saved, str) and Path(saved).resolve() == run_dir.resolve()
+
+
+def _os_error_text(exc: OSError, path=None) -> str:
+    """``FILE: reason`` for an OSError (no space left, read-only...), for a one-line message."""
+    where = exc.filename if exc.filename is not None else path
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {reason}" if where is not None else reason
 
 
 def _check_same_split(run_dir: Path, parts: dict) -> None:
@@ -579,6 +787,10 @@ def _same_setting(key: str, given, saved) -> bool:
         given, saved = (list(map(float, v)) + [0.0] * (3 - len(v)) for v in (given, saved))
         return len(given) == len(saved) and bool(np.allclose(given, saved))
     return given == saved
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
 def _show_progress(progress: bool | None) -> bool:

@@ -65,20 +65,63 @@ def test_file_is_plain_safetensors_with_json_header(tmp_path):
     assert json.loads(header["network"]) == "lens_flow" and json.loads(header["survey"]) == "space"
 
 
-def test_failed_write_leaves_the_old_file_intact(tmp_path, monkeypatch):
-    model = create_model("lens_flow", in_channels=1)
-    path = save_model(model, tmp_path / "m.safetensors", {"epochs": 1})
-    before = path.read_bytes()
+@pytest.mark.parametrize("disk", ["simulated", "tmpfs"])
+def test_full_disk_leaves_the_old_file_intact_and_no_temporary_file(tmp_path, monkeypatch, disk):
+    """A full disk is a plain OSError (ENOSPC) naming the temporary file, never a half-written model file."""
+    import errno
+    import subprocess
 
-    def crash_half_way(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"partial")
-        raise OSError("disk full")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    if disk == "tmpfs":
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()}); the simulated case covers it")
+    path = folder / "m.safetensors"
+    path.write_bytes(b"an older model")
+    real = Path.write_bytes
 
-    monkeypatch.setattr("safetensors.torch.save_file", crash_half_way)
-    with pytest.raises(OSError, match="disk full"):
-        save_model(create_model("lens_flow", in_channels=1), path, {"epochs": 2})
-    assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    def half_then_full(self, data):
+        real(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    if disk == "simulated":
+        monkeypatch.setattr(Path, "write_bytes", half_then_full)
+    try:
+        with pytest.raises(OSError) as caught:
+            save_model(create_model("lens_flow", in_channels=1), path, {"epochs": 2})
+        assert caught.value.errno == errno.ENOSPC
+        assert path.read_bytes() == b"an older model"
+        assert [p.name for p in folder.iterdir()] == ["m.safetensors"]
+    finally:
+        if disk == "tmpfs":
+            subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_free_model_path_never_names_a_taken_file(tmp_path):
+    from lexactum.models.files import free_model_path
+
+    path = tmp_path / "space_lens_flow_10epochs.safetensors"
+    assert free_model_path(path) == path
+    path.write_bytes(b"one")
+    (tmp_path / "space_lens_flow_10epochs-2.safetensors").mkdir()
+    assert free_model_path(path) == tmp_path / "space_lens_flow_10epochs-3.safetensors"
+    assert free_model_path(path, reusable=lambda p: p == path) == path
+
+
+def test_backup_keeps_the_old_model_beside_it(tmp_path):
+    from datetime import UTC, datetime
+
+    from lexactum.models.files import backup_model_file
+
+    path = tmp_path / "space_lens_flow_10epochs.safetensors"
+    path.write_bytes(b"old model")
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    first = backup_model_file(path, now=when)
+    assert first == tmp_path / "space_lens_flow_10epochs.20260102-030405.safetensors"
+    assert first.read_bytes() == b"old model" and path.read_bytes() == b"old model"
+    assert backup_model_file(path, now=when) == tmp_path / "space_lens_flow_10epochs.20260102-030405-2.safetensors"
 
 
 def test_metadata_that_is_not_json_is_refused(tmp_path):

@@ -17,9 +17,13 @@ EPILOG = """examples:
 A run folder (runs/<time>_<survey>_<network>/ unless --run-dir) receives config.json, split.json,
 metrics.csv (one row per epoch), training_curves.png, last.ckpt and best.ckpt (by validation AUC), and the
 test evaluation: scores.csv, metrics.json, roc.png. The model goes to
-models/<survey>_<network>_<epochs>epochs.safetensors unless --model-out. With --resume, the run's own
-settings are used; only --epochs, --device, --precision, --patience, --model-out, --cache-dir and
---bootstrap may change.
+models/<survey>_<network>_<epochs>epochs.safetensors unless --model-out; it is written right after
+training, before the evaluation, which then adds its metrics to it. No model file is ever replaced
+without --overwrite: a taken default name becomes <name>-2.safetensors (said at the start), an existing
+--model-out is refused before training. With --resume, the run's own settings are used; only --epochs,
+--device, --precision, --patience, --model-out, --cache-dir, --bootstrap and --overwrite may change;
+--epochs below the epochs already trained is refused, equal to them trains nothing but writes the model
+file and the evaluation again (the run's own earlier model file may be replaced).
 """
 
 #: Defaults shown in --help; the options themselves default to "not given" so --resume can tell.
@@ -69,6 +73,9 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--run-dir", metavar="DIR", help="run folder (default: runs/<time>_<survey>_<network>)")
     parser.add_argument("--model-out", metavar="FILE",
                         help="model file (default: models/<survey>_<network>_<epochs>epochs.safetensors)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing model file (default: never; a taken default name moves to a "
+                             "free -2, -3... name, an existing --model-out is refused)")
     parser.add_argument("--cache-dir", metavar="DIR",
                         help="where prepared datasets are cached (default: $LEXACTUM_CACHE_DIR or the user "
                              "cache folder)")
@@ -114,11 +121,23 @@ def config_from_args(args):
     return TrainConfig(**given)
 
 
-def run(args) -> int:
-    from lexactum.evaluation.evaluate import format_metrics_table
+def train_one_line(config):
+    """:func:`lexactum.training.train`, with the system's refusals (no space left, a read-only folder, no
+    permission) that no check could foresee turned into one LexactumError naming the file."""
+    from lexactum.errors import LexactumError
     from lexactum.training import train
 
-    result = train(config_from_args(args))
+    try:
+        return train(config)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        raise LexactumError(f"{where}{exc.strerror or exc}") from exc
+
+
+def run(args) -> int:
+    from lexactum.evaluation.evaluate import format_metrics_table
+
+    result = train_one_line(config_from_args(args))
     print(format_metrics_table(result.metrics))
     print(f"best validation AUC {result.best_val_auc:.4f} over {result.epochs_trained} epochs")
     print(f"run folder: {result.run_dir}")

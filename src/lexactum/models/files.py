@@ -33,6 +33,38 @@ def default_model_path(survey, network: str, epochs: int,
     return Path(models_dir) / f"{_survey_name(survey)}_{network}_{int(epochs)}epochs{SUFFIX}"
 
 
+def free_model_path(path: str | os.PathLike, reusable=None) -> Path:
+    """``path`` when no file is there, else the first free ``<stem>-2<suffix>``, ``-3``...: a new model never
+    replaces another one. ``reusable(candidate)`` may accept a taken name (e.g. a run's own earlier model)."""
+    path = Path(path)
+    candidate, k = path, 1
+    while candidate.exists() or candidate.is_symlink():
+        if reusable is not None and reusable(candidate):
+            return candidate
+        k += 1
+        candidate = path.with_name(f"{path.stem}-{k}{path.suffix}")
+    return candidate
+
+
+def backup_model_file(path: str | os.PathLike, now: datetime | None = None) -> Path:
+    """Keep the model file at ``path`` under a dated name beside it, ``<stem>.<UTC time><suffix>``; returns it.
+
+    For the seed's fixed file names (``Space.py``'s load mode expects them): the new model takes the name and
+    the old one stays loadable under its backup name. A hard link keeps the name filled until the new file
+    replaces it; where links are not possible the file is renamed.
+    """
+    path = Path(path)
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    backup = free_model_path(path.with_name(f"{path.stem}.{stamp}{path.suffix}"))
+    try:
+        os.link(path, backup)
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links
+        os.replace(path, backup)
+    return backup
+
+
 def _base_metadata(model) -> dict:
     """What is known from the network itself; the caller's metadata adds to and overrides it."""
     from lexactum import __version__
@@ -62,7 +94,7 @@ def save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> 
     The file appears complete or not at all: it is written under a temporary name in the same folder and
     renamed into place, so an interrupted save never leaves (or damages) a file at ``path``.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     header = _base_metadata(model)
@@ -80,10 +112,11 @@ def save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> 
     except TypeError as exc:
         raise ModelFileError(f"model metadata for {path} cannot be stored as JSON: {exc}") from None
     tensors = {key: value.detach().cpu().contiguous().clone() for key, value in model.state_dict().items()}
-    from lexactum.runs import atomic_path
+    from lexactum.runs import write_bytes_atomic
 
-    with atomic_path(path) as temporary:
-        save_file(tensors, str(temporary), metadata=encoded)
+    # Serialised in memory, then written by Python: a full disk is an OSError naming the file (safetensors'
+    # own writer reports it as a SafetensorError), and the temporary file is removed.
+    write_bytes_atomic(path, save(tensors, metadata=encoded))
     return path
 
 

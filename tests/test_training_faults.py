@@ -1,0 +1,277 @@
+"""Training under faults and bad input: refused resumes that touch nothing, model files never replaced,
+the test part checked before training, the model saved before the evaluation, checkpoints written
+atomically every epoch, and one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from lexactum import runs
+from lexactum.cli import main
+from lexactum.errors import LexactumError
+from lexactum.training import AtomicCheckpointIO, TrainConfig, build_trainer, epochs_done, train
+
+RUN_FILES = ("config.json", "split.json", "metrics.csv", "last.ckpt", "best.ckpt")
+
+
+def _config(tmp_path, dataset, **overrides) -> TrainConfig:
+    settings = dict(dataset=dataset, epochs=1, batch_size=16, device="cpu", progress=False, bootstrap=0,
+                    split=(0.5, 0.25, 0.25), seed=1, threads=1, runs_root=tmp_path / "runs",
+                    models_dir=tmp_path / "models", cache_dir=tmp_path / "cache")
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def _snapshot(run_dir: Path) -> dict[str, bytes]:
+    return {name: (run_dir / name).read_bytes() for name in RUN_FILES if (run_dir / name).is_file()}
+
+
+def _one_line_error(capsys, command: str = "train") -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"lexactum {command}: error:"), err
+    return err[0]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from lexactum.simulate.toy import write_toy_dataset
+
+    return write_toy_dataset(tmp_path_factory.mktemp("data"), survey="space", n=48, layout="test", seed=3)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, dataset):
+    """A 2-epoch run (folder and model file) that the tests copy before changing anything."""
+    tmp_path = tmp_path_factory.mktemp("finished")
+    result = train(_config(tmp_path, dataset, epochs=2, run_dir=tmp_path / "run",
+                           model_out=tmp_path / "model.safetensors"))
+    return result
+
+
+@pytest.fixture
+def run_copy(finished, tmp_path):
+    shutil.copytree(finished.run_dir, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 64 KiB tmpfs: writes there run out of space for real (skips where mounting is refused)."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode}); the simulated "
+                    "ENOSPC tests cover this")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+# --- item 2: a refused resume changes nothing -------------------------------------------------------------
+
+def test_resume_with_fewer_epochs_is_refused_and_the_run_is_untouched(run_copy, capsys):
+    before = _snapshot(run_copy)
+    with pytest.raises(LexactumError, match="already trained 2 epochs; give --epochs 2 or more"):
+        train(TrainConfig.from_run(run_copy, epochs=1))
+    assert main(["train", "--resume", str(run_copy), "--epochs", "1"]) == 2
+    assert "already trained 2 epochs" in _one_line_error(capsys)
+    assert _snapshot(run_copy) == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_corrupt_last_checkpoint_is_one_line_and_the_run_is_untouched(run_copy, capsys, damage):
+    last = run_copy / "last.ckpt"
+    data = last.read_bytes()
+    last.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint" * 100,
+                      "empty": b""}[damage])
+    before = _snapshot(run_copy)
+    assert main(["train", "--resume", str(run_copy), "--epochs", "3"]) == 2
+    line = _one_line_error(capsys)
+    assert f"{last}: corrupt or truncated checkpoint" in line
+    assert _snapshot(run_copy) == before
+
+
+def test_corrupt_config_is_one_line(run_copy, capsys):
+    (run_copy / "config.json").write_text('{"config": {"dataset": ')
+    before = _snapshot(run_copy)
+    assert main(["train", "--resume", str(run_copy), "--epochs", "3"]) == 2
+    assert "config.json: not a readable JSON file" in _one_line_error(capsys)
+    assert _snapshot(run_copy) == before
+
+
+# --- item 4 and the equal-epochs resume: the model is saved before the evaluation -------------------------
+
+@pytest.mark.parametrize("failing", ["evaluation", "plot"])
+def test_model_is_saved_before_the_evaluation_and_a_resume_finishes_the_run(dataset, tmp_path, monkeypatch,
+                                                                           capsys, failing):
+    from safetensors import safe_open
+
+    if failing == "evaluation":
+        def fail(*args, **kwargs):
+            raise LexactumError("scoring failed on purpose")
+        monkeypatch.setattr("lexactum.evaluation.evaluate.evaluate_model", fail)
+    else:
+        def fail(*args, **kwargs):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "run" / runs.CURVES))
+        monkeypatch.setattr("lexactum.evaluation.plots.plot_training_curves", fail)
+    config = _config(tmp_path, dataset, run_dir=tmp_path / "run")
+    with pytest.raises(LexactumError, match="after training: the model is saved as") as caught:
+        train(config)
+    model = tmp_path / "models" / "space_lens_flow_1epochs.safetensors"
+    assert str(model) in str(caught.value) and "\n" not in str(caught.value)
+    last = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["state_dict"]
+    with safe_open(str(model), framework="pt") as handle:
+        assert "metrics" not in handle.metadata()
+        for key in handle.keys():
+            assert torch.equal(handle.get_tensor(key), last[f"network.{key}"]), key
+    monkeypatch.undo()
+
+    checkpoint = (tmp_path / "run" / "last.ckpt").read_bytes()
+    capsys.readouterr()
+    result = train(TrainConfig.from_run(tmp_path / "run"))  # the same epochs: nothing left to train
+    assert "already trained 1 epoch, nothing to train" in capsys.readouterr().out
+    assert (tmp_path / "run" / "last.ckpt").read_bytes() == checkpoint
+    assert result.model_path == model and (tmp_path / "run" / "metrics.json").is_file()  # its own file, reused
+    with safe_open(str(model), framework="pt") as handle:
+        assert "auc" in handle.metadata()["metrics"]
+    assert sorted(p.name for p in model.parent.iterdir()) == [model.name]
+
+
+def test_one_class_test_part_is_refused_before_training(make_dataset, tmp_path):
+    training_set = make_dataset(n=40, layout="train", seed=6)
+    no_lenses = make_dataset(n=20, layout="test", seed=7, lens_fraction=0.0)
+    with pytest.raises(LexactumError, match=r"test dataset .* cannot be scored: need both lenses and non-lenses"):
+        train(_config(tmp_path, training_set, test_dataset=no_lenses, split=(0.9, 0.1), run_dir=tmp_path / "run"))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()
+
+
+# --- item 3: model files are never replaced silently ------------------------------------------------------
+
+def test_a_taken_default_name_gives_way_to_a_free_one(finished, dataset, tmp_path, capsys):
+    models = tmp_path / "models"
+    models.mkdir()
+    first = models / "space_lens_flow_1epochs.safetensors"
+    shutil.copy(finished.model_path, first)
+    before = first.read_bytes()
+    result = train(_config(tmp_path, dataset))
+    assert result.model_path == models / "space_lens_flow_1epochs-2.safetensors"
+    assert f"will be saved as {result.model_path}" in capsys.readouterr().out
+    assert first.read_bytes() == before and result.model_path.is_file()
+
+
+def test_an_existing_model_out_is_refused_before_training(finished, dataset, tmp_path, capsys):
+    out = tmp_path / "mine.safetensors"
+    shutil.copy(finished.model_path, out)
+    before = out.read_bytes()
+    with pytest.raises(LexactumError, match="mine.safetensors: exists; give --overwrite"):
+        train(_config(tmp_path, dataset, model_out=out))
+    assert out.read_bytes() == before and not (tmp_path / "runs").exists()
+    argv = ["train", "--dataset", str(dataset), "--epochs", "1", "--batch-size", "16", "--split", "0.5,0.25,0.25",
+            "--device", "cpu", "--bootstrap", "0", "--run-dir", str(tmp_path / "r"), "--model-out", str(out),
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    assert "--overwrite" in _one_line_error(capsys) and not (tmp_path / "r").exists()
+    assert main([*argv, "--overwrite"]) == 0
+    assert out.read_bytes() != before and (tmp_path / "r" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("where", ["model_out", "models_dir", "run_dir"])
+def test_an_output_folder_that_is_a_file_is_refused_before_training(dataset, tmp_path, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    target = {"model_out": blocker / "m.safetensors", "models_dir": blocker / "models", "run_dir": blocker}[where]
+    with pytest.raises(LexactumError, match="not a folder"):
+        train(_config(tmp_path, dataset, **{where: target}))
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_run_dir_naming_a_file_is_one_line(dataset, tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["train", "--dataset", str(dataset), "--run-dir", str(tmp_path / "f"), "--device", "cpu"]) == 2
+    assert f"--run-dir {tmp_path / 'f'}: not a folder" in _one_line_error(capsys)
+
+
+# --- item 6 and 9: checkpoints and model files are written whole, a full disk is one line -----------------
+
+def _simulate_full_disk(monkeypatch, match: str, after: int = 0):
+    """Writes of temporary files whose name contains ``match`` fail half way with ENOSPC (after ``after`` ok)."""
+    real = Path.write_bytes
+    calls = []
+
+    def write_bytes(self, data):
+        if match in self.name and self.name.startswith("."):
+            calls.append(self)
+            if len(calls) > after:
+                real(self, data[: len(data) // 2])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    return calls
+
+
+def test_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch, capsys):
+    run_dir = tmp_path / "run"
+    calls = _simulate_full_disk(monkeypatch, ".last.", after=1)  # epoch 1 saves, epoch 2 runs out of space
+    argv = ["train", "--dataset", str(dataset), "--epochs", "2", "--batch-size", "16", "--split", "0.5,0.25,0.25",
+            "--seed", "1", "--device", "cpu", "--bootstrap", "0", "--run-dir", str(run_dir), "--model-out",
+            str(tmp_path / "m.safetensors"), "--cache-dir", str(tmp_path / "cache"), "--threads", "1"]
+    assert main(argv) == 2
+    assert len(calls) == 2
+    line = _one_line_error(capsys)
+    assert f"{run_dir / 'last.ckpt'}: cannot write the checkpoint (No space left on device)" in line
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+    assert epochs_done(torch.load(run_dir / "last.ckpt", weights_only=True)) == 1
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert epochs_done(torch.load(run_dir / "last.ckpt", weights_only=True)) == 2
+
+
+def test_checkpoint_writer_on_a_real_full_disk(full_disk):
+    last = full_disk / "last.ckpt"
+    last.write_bytes(b"the previous checkpoint")
+    with pytest.raises(LexactumError, match=r"last.ckpt: cannot write the checkpoint \(No space left on device\)"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(100_000)}}, last)
+    assert [p.name for p in full_disk.iterdir()] == ["last.ckpt"]
+    assert last.read_bytes() == b"the previous checkpoint"
+
+
+@pytest.mark.parametrize("disk", ["simulated", "tmpfs"])
+def test_full_disk_for_the_model_file_is_one_line(dataset, tmp_path, monkeypatch, capsys, request, disk):
+    if disk == "tmpfs":
+        out = request.getfixturevalue("full_disk") / "m.safetensors"
+    else:
+        out = tmp_path / "models" / "m.safetensors"
+        _simulate_full_disk(monkeypatch, ".m.")
+    argv = ["train", "--dataset", str(dataset), "--epochs", "1", "--batch-size", "16", "--split", "0.5,0.25,0.25",
+            "--device", "cpu", "--bootstrap", "0", "--run-dir", str(tmp_path / "run"), "--model-out", str(out),
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(argv) == 2
+    line = _one_line_error(capsys)
+    assert "No space left on device" in line and "the model file was not written" in line
+    assert f"--resume {tmp_path / 'run'}" in line
+    assert list(out.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_trainer_writes_checkpoints_through_the_atomic_writer(tmp_path):
+    trainer = build_trainer(tmp_path, epochs=1, device="cpu", progress=False)
+    assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+# --- item 7: last.ckpt every epoch ------------------------------------------------------------------------
+
+def test_last_checkpoint_is_saved_every_epoch_even_without_improvement(dataset, tmp_path, monkeypatch):
+    monkeypatch.setattr("lexactum.training.validation_auc", lambda *args, **kwargs: 0.5)  # never improves
+    result = train(_config(tmp_path, dataset, epochs=3, run_dir=tmp_path / "run"))
+    last = torch.load(result.run_dir / "last.ckpt", weights_only=True)
+    best = torch.load(result.run_dir / "best.ckpt", weights_only=True)
+    assert epochs_done(best) == 1  # AUC 0.5 after the first epoch, never better
+    assert epochs_done(last) == 3 and last["global_step"] == 3 * best["global_step"]
