@@ -98,6 +98,25 @@ def test_train_then_load_end_to_end(make_dataset, tmp_path):
 
 
 
+def test_training_again_keeps_the_other_model_under_a_backup_name(make_dataset, toy_model_file, tmp_path,
+                                                                  monkeypatch, capsys):
+    """The seed's fixed name gets the new model (load mode expects it); the model that was there is kept."""
+    dataset = make_dataset(n=60, seed=4)
+    seed_name = tmp_path / "models" / "space_lens_flow_1epochs.safetensors"
+    toy_model_file(seed_name, 1, seed=9)
+    before = seed_name.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEXACTUM_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["--dataset", str(dataset), "--no_of_epochs", "1", "--augment_images", "False"]
+    assert main("space", args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    backups = [p for p in seed_name.parent.iterdir() if p != seed_name]
+    assert len(backups) == 1 and re.fullmatch(r"space_lens_flow_1epochs\.\d{8}-\d{6}\.safetensors", backups[0].name)
+    assert backups[0].read_bytes() == before and seed_name.read_bytes() != before
+    assert f"kept as {Path('models') / backups[0].name}" in out
+    assert "model saved as models/space_lens_flow_1epochs.safetensors" in out
+
+
 def test_a_space_model_is_refused_by_ground(tmp_path, monkeypatch, capsys):
     from lexactum.models import create_model, save_model
 

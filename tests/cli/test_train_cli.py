@@ -29,6 +29,9 @@ def test_options_become_the_training_configuration(tmp_path):
     assert (config.device, config.precision, config.bootstrap) == ("cpu", "bf16-mixed", 0)
     assert Path(config.run_dir) == tmp_path / "r" and Path(config.model_out) == tmp_path / "m.safetensors"
     assert Path(config.test_dataset) == tmp_path / "t" and not config.resume
+    assert not config.overwrite and _config("--dataset", tmp_path, "--overwrite").overwrite
+    resumed = runs.write_config(tmp_path / "run", {"config": {"dataset": str(tmp_path), "epochs": 2}}).parent
+    assert _config("--resume", resumed, "--overwrite").overwrite  # a resume may ask for it too
 
 
 def test_defaults_are_the_seeds(tmp_path):
