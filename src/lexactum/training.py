@@ -5,6 +5,11 @@ epoch alone (the loader's shuffle and the augmentation from ``(seed, epoch)``, d
 batch)``), so a run resumed from ``last.ckpt`` ends with the same weights as one that was never interrupted
 (exactly, on CPU; tested). Lightning checkpoints are pickles: they are only ever read
 from this run's own folder, with ``weights_only=True``; the model file handed to users is safetensors.
+
+Nothing is lost to a fault: checkpoints are written atomically after every epoch (:class:`AtomicCheckpointIO`),
+a resume is checked whole (its checkpoint readable, no fewer epochs than trained) before the run folder is
+touched, the model file is written right after training and only then is the test part scored, and no model
+file is replaced unless asked (``overwrite``) or unless it is the resumed run's own, which its metadata shows.
 """
 
 from __future__ import annotations
@@ -624,6 +629,7 @@ def _model_metadata(config: TrainConfig, module: LensFinderModule, datamodule, r
 
 def _evaluate(config: TrainConfig, network, datamodule, run_dir: Path, torch_device, history: list[dict],
               epochs: int) -> dict:
+    """The training curves and the test evaluation: everything after training that may still fail."""
     from lexactum.evaluation.evaluate import evaluate_model
     from lexactum.evaluation.plots import plot_training_curves
 
@@ -686,7 +692,7 @@ def _check_writable_folder(folder: Path, what: str) -> None:
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        where = "" if existing == folder else f" ({existing} is a file)"
+        where = "" if existing == folder else f" ({existing} is not a folder)"
         raise LexactumError(f"{what} {folder}: not a folder{where}")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise LexactumError(f"{what} {folder}: cannot write in {existing} (read-only or no permission)")
