@@ -332,6 +332,13 @@ def test_bootstrap_is_capped_before_any_work(earlier_evaluation, tmp_path, capsy
     with pytest.raises(LexactumError, match=r"^bootstrap 200000: must"):  # a numpy count reads as a number
         metrics.check_bootstrap(np.int64(200_000))
     assert metrics.check_bootstrap(np.int64(metrics.MAX_BOOTSTRAP)) == metrics.MAX_BOOTSTRAP
+    from lexactum.training import TrainConfig  # training's test metrics: the same bound
+
+    with pytest.raises(LexactumError, match=f"^bootstrap {metrics.MAX_BOOTSTRAP + 1}: must"):
+        TrainConfig(dataset=str(root), bootstrap=metrics.MAX_BOOTSTRAP + 1).validate()
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert f"at most {metrics.MAX_BOOTSTRAP:,})" in " ".join(capsys.readouterr().out.split())
 
 
 def test_evaluate_lists_the_objects_it_left_out(make_dataset, ground_model, tmp_path, capsys):

@@ -41,7 +41,7 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or cuda:N")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                        help="bootstrap resamples for the 95%% intervals (0: none; at most 100,000)")
+                        help="bootstrap resamples for the 95%% intervals (0: none; at most 10,000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
     parser.add_argument("--allow-nonfinite", action="store_true",
                         help="when some scores are NaN or infinite, leave those objects out of the metrics and "
