@@ -23,8 +23,11 @@ class ModelFileError(LexactumError):
     """A model file that is missing, corrupt, or does not fit what was asked for."""
 
 
-class WriteError(LexactumError):
-    """An output that could not be written (disk full, read-only folder...): nothing half-written is left."""
+class WriteError(LexactumError, OSError):
+    """An output that could not be written (disk full, read-only folder...): nothing half-written is left.
+
+    Also an OSError, so code that handles a failed write (retry elsewhere, clean up) still sees one.
+    """
 
 
 def os_reason(exc: OSError) -> str:
@@ -39,11 +42,14 @@ def describe_os_error(exc: OSError, path: str | os.PathLike | None = None, actio
     Used by the writers (``action='write'``: "cannot write PATH: no space left on device") and, as the last
     safety net, by the command lines for an OSError that escaped a command.
     """
+    def text(name) -> str:
+        return os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+
     name = path if path is not None else exc.filename
     if name is not None and path is None and exc.filename2 is not None:
-        name = f"{os.fsdecode(exc.filename)} -> {os.fsdecode(exc.filename2)}"
+        name = f"{text(exc.filename)} -> {text(exc.filename2)}"
     elif name is not None:
-        name = os.fsdecode(name)
+        name = text(name)
     reason = os_reason(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         reason += " (free some space or choose another folder)"

@@ -64,6 +64,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, path)
         else:
             group.append((tmp, path))
+    except WriteError:  # a writer's own, already described
+        _discard(tmp)
+        raise
     except OSError as exc:
         _discard(tmp)
         if exc.filename is not None and os.fsdecode(exc.filename) not in (str(tmp), str(path)):
