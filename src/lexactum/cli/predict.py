@@ -13,7 +13,7 @@ under it, or one file per object holding all its bands (bands, 101, 101). Images
 batch by batch, so memory stays small whatever the number of objects.
 
 Writes to --out: scores.csv (ID,score[,label], most lens-like first), submission.txt (the challenge
-format: 'ID score' per line, no header, every object) and config.json, all together or none of them (other
+format: 'ID score' per line, no header, every scored object) and config.json, all together or none of them (other
 files in --out are left alone). Objects that are not scored (a band file missing, a catalog row without
 images, a non-finite score with --allow-nonfinite) are listed in left_out.csv (ID,reason,file).
 A NaN or infinite score (broken weights) is an error, and nothing is written.
