@@ -360,3 +360,44 @@ def test_overwrite_removes_only_the_earlier_simulation(tmp_path, space_test):
 def test_numpy_numbers_read_as_plain_numbers(tmp_path):
     with pytest.raises(LexactumError, match=r"got -1$"):
         simulate_dataset(tmp_path / "out", "space", np.int64(-1), progress=False)
+
+
+def test_a_full_disk_while_recording_an_object_is_one_line_and_resumes(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    class FillsUp:
+        """The journal's file, on a disk that fills up after two rows."""
+
+        def __init__(self, real):
+            self.real, self.rows = real, 0
+
+        def write(self, text):
+            if text.startswith("{"):
+                self.rows += 1
+                if self.rows > 2:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return self.real.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.real.close()
+
+    def opens(path, *args, **kwargs):
+        real = builtins.open(path, *args, **kwargs)
+        return FillsUp(real) if str(path).endswith(writer.ROWS_JOURNAL) else real
+
+    monkeypatch.setattr(writer, "open", opens, raising=False)
+    out = tmp_path / "sim"
+    with pytest.raises(LexactumError, match=rf"^cannot write {out / writer.ROWS_JOURNAL}: no space left on device"):
+        simulate_dataset(out, "space", 4, seed=5, workers=1, progress=False)
+    monkeypatch.undo()
+    simulate_dataset(out, "space", 4, seed=5, workers=1, progress=False)
+    clean = simulate_dataset(tmp_path / "clean", "space", 4, seed=5, workers=1, progress=False)
+    _, mismatch, errors = filecmp.cmpfiles(clean, out, _files(clean), shallow=False)
+    assert not mismatch and not errors and _files(out) == _files(clean)
