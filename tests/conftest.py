@@ -73,3 +73,80 @@ def keras_fixtures() -> Path:
     if not KERAS_FIXTURES.is_dir():
         pytest.skip("../shared/keras_fixtures is not present")
     return KERAS_FIXTURES
+
+
+# ---------------------------------------------------------------------------------- full and read-only disks
+def _mount(*argv: str) -> None:
+    """Run ``mount``/``umount``; skip the test (with the reason) where this machine refuses mounting."""
+    import shutil
+    import subprocess
+
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"no {argv[0]} command on this machine")
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"'{' '.join(argv)}' refused here: {done.stderr.strip() or done.returncode}")
+
+
+class SmallDisk:
+    """A folder on its own small tmpfs: ``fill()`` takes every free byte (a disk full), ``free()`` gives it back."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.filler = root / ".filler"
+
+    def fill(self, leave: int = 0) -> None:
+        """Take every free byte but about ``leave`` (so that a run can write a little, then finds it full)."""
+        import errno
+        import os
+
+        with open(self.filler, "ab", buffering=0) as fh:
+            for size in (1 << 16, 1 << 12, 1 << 9, 1):
+                try:
+                    while True:
+                        fh.write(b"\0" * size)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+        if leave:
+            os.truncate(self.filler, max(0, self.filler.stat().st_size - leave))
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Factory: ``small_disk(size="1m") -> SmallDisk`` mounted under ``tmp_path`` (needs root; skips otherwise)."""
+    import subprocess
+
+    mounted = []
+
+    def make(size: str = "1m") -> SmallDisk:
+        root = tmp_path / f"disk{len(mounted)}"
+        root.mkdir()
+        _mount("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(root))
+        mounted.append(root)
+        return SmallDisk(root)
+
+    yield make
+    for root in reversed(mounted):
+        subprocess.run(["umount", "-l", str(root)], capture_output=True)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """Factory: ``read_only(folder)`` makes an existing folder read-only for the rest of the test (a read-only
+    bind mount: chmod does not stop root); skips where mounting is refused."""
+    import subprocess
+
+    mounted = []
+
+    def make(folder: Path) -> Path:
+        _mount("mount", "--bind", str(folder), str(folder))
+        mounted.append(folder)
+        _mount("mount", "-o", "remount,bind,ro", str(folder))
+        return folder
+
+    yield make
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)

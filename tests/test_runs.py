@@ -104,3 +104,96 @@ def test_config_and_split_records(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LexactumError, match="not a run folder"):
         runs.read_config(tmp_path / "empty")
+
+
+# ------------------------------------------------------------------------------- faults while writing
+@pytest.fixture
+def umask():
+    """Factory: ``umask(mask)`` sets the process umask for the test; the old one comes back after it."""
+    import os
+
+    old = os.umask(0o022)
+    os.umask(old)
+    yield lambda mask: os.umask(mask)
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_written_files_get_the_mode_of_any_new_file(tmp_path, umask, mask):
+    """safetensors writes 0600 files whatever the umask; every file we write gets 0666 less the umask."""
+    import os
+    import stat
+
+    import torch
+    from safetensors.torch import save_file
+
+    umask(mask)
+    with runs.atomic_path(tmp_path / "model.safetensors") as tmp:
+        save_file({"w": torch.zeros(3)}, str(tmp))
+    runs.write_text_atomic(tmp_path / "scores.csv", "ID,score\n")
+    for name in ("model.safetensors", "scores.csv"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~mask, name
+
+
+def _only_names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_failed_cleanup_never_hides_the_error_that_caused_it(tmp_path, monkeypatch):
+    """Disk full while writing in a folder that then refuses the temporary's removal too (read-only)."""
+    import errno
+
+    target = tmp_path / "scores.csv"
+    target.write_text("earlier\n")
+
+    def refuse(self, missing_ok=False):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    with pytest.raises(runs.WriteError) as caught, runs.atomic_path(target) as tmp:
+        tmp.write_text("half")
+        monkeypatch.setattr(Path, "unlink", refuse)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.undo()
+    assert str(caught.value).startswith(f"cannot write {target}: no space left on device")
+    assert target.read_text() == "earlier\n"
+
+
+def test_disk_full_is_one_line_naming_the_file_and_keeps_the_old_one(small_disk):
+    disk = small_disk("64k")
+    target = disk.root / "submission.txt"
+    runs.write_text_atomic(target, "earlier\n")
+    disk.fill()
+    with pytest.raises(runs.WriteError, match=f"^cannot write {target}: no space left on device"):
+        runs.write_bytes_atomic(target, b"x" * 200_000)
+    assert target.read_text() == "earlier\n"
+    assert _only_names(disk.root) == [".filler", "submission.txt"]  # no temporary left
+
+
+def test_a_read_only_folder_is_one_line_naming_the_file(tmp_path, read_only):
+    folder = tmp_path / "out"
+    runs.write_text_atomic(folder / "scores.csv", "earlier\n")
+    read_only(folder)
+    with pytest.raises(runs.WriteError, match=f"^cannot write {folder / 'scores.csv'}: read-only file system"):
+        runs.write_text_atomic(folder / "scores.csv", "new\n")
+    assert (folder / "scores.csv").read_text() == "earlier\n"
+
+
+def test_all_or_nothing_keeps_every_earlier_file_when_one_write_fails(tmp_path):
+    runs.write_text_atomic(tmp_path / "a.csv", "old a\n")
+    runs.write_text_atomic(tmp_path / "b.csv", "old b\n")
+    with pytest.raises(RuntimeError), runs.all_or_nothing():
+        runs.write_text_atomic(tmp_path / "a.csv", "new a\n")
+        assert (tmp_path / "a.csv").read_text() == "old a\n"  # waits for the group's end
+        with runs.all_or_nothing():  # a nested group joins the outer one
+            runs.write_text_atomic(tmp_path / "c.csv", "new c\n")
+        with runs.atomic_path(tmp_path / "b.csv") as tmp:
+            tmp.write_text("half b")
+            raise RuntimeError("killed")
+    assert _only_names(tmp_path) == ["a.csv", "b.csv"]
+    assert (tmp_path / "a.csv").read_text() == "old a\n" and (tmp_path / "b.csv").read_text() == "old b\n"
+
+    with runs.all_or_nothing():
+        runs.write_text_atomic(tmp_path / "a.csv", "new a\n")
+        runs.write_text_atomic(tmp_path / "b.csv", "new b\n")
+    assert (tmp_path / "a.csv").read_text() == "new a\n" and (tmp_path / "b.csv").read_text() == "new b\n"
+    assert _only_names(tmp_path) == ["a.csv", "b.csv"]

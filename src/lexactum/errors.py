@@ -5,6 +5,11 @@ not a bug: the command line prints its message on one line and exits with status
 (unless ``--debug``). Messages name the file or value and say what is wrong.
 """
 
+from __future__ import annotations
+
+import errno
+import os
+
 
 class LexactumError(Exception):
     """A problem with the user's input, reported as one clear line."""
@@ -16,3 +21,49 @@ class DataError(LexactumError):
 
 class ModelFileError(LexactumError):
     """A model file that is missing, corrupt, or does not fit what was asked for."""
+
+
+class WriteError(LexactumError, OSError):
+    """An output that could not be written (disk full, read-only folder...): nothing half-written is left.
+
+    Also an OSError, so code that handles a failed write (retry elsewhere, clean up) still sees one.
+    """
+
+
+def os_reason(exc: OSError) -> str:
+    """What went wrong in ``exc``, in lower case ('no space left on device'), without the file name."""
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else "") or str(exc) or type(exc).__name__
+    return reason[:1].lower() + reason[1:]
+
+
+def describe_os_error(exc: OSError, path: str | os.PathLike | None = None, action: str | None = None) -> str:
+    """One line for an OSError: the file it concerns (``path``, else the error's own) and the reason.
+
+    Used by the writers (``action='write'``: "cannot write PATH: no space left on device") and, as the last
+    safety net, by the command lines for an OSError that escaped a command.
+    """
+    def text(name) -> str:
+        return os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name)
+
+    name = path if path is not None else exc.filename
+    if name is not None and path is None and exc.filename2 is not None:
+        name = f"{text(exc.filename)} -> {text(exc.filename2)}"
+    elif name is not None:
+        name = text(name)
+    reason = os_reason(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason += " (free some space or choose another folder)"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        reason += " (choose a folder you can write to)"
+    if action and name is not None:
+        return f"cannot {action} {name}: {reason}"
+    return f"{name}: {reason}" if name is not None else reason
+
+
+def plain_number(value):
+    """``value`` as a message should show it: a numpy (or torch) scalar as the plain number it holds, so that
+    ``f"{plain_number(v)!r}"`` reads 2 and not np.int64(2); anything else unchanged."""
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "shape", None) == ():
+        return item()
+    return value

@@ -10,16 +10,18 @@ that looks complete; the helpers for that live here and are meant to be reused b
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import csv
 import io
 import json
 import os
+import stat
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lexactum.errors import LexactumError
+from lexactum.errors import LexactumError, WriteError, describe_os_error
 
 CONFIG = "config.json"
 SPLIT = "split.json"
@@ -31,12 +33,19 @@ BEST_CHECKPOINT = "best.ckpt"
 RUNS_ROOT = Path("runs")
 
 
+#: The files of the current :func:`all_or_nothing` group, waiting to be renamed into place together.
+_GROUP: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("_GROUP", default=None)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed to ``path``, on error removed.
 
     For writers that want a file name (matplotlib's savefig, safetensors' save_file). The temporary name
-    keeps the suffix, so libraries that pick a format from it still do.
+    keeps the suffix, so libraries that pick a format from it still do. The file gets the mode any new file
+    gets here (0666 less the umask), whatever mode the writer gave it (safetensors makes 0600 files). A
+    failure to write (disk full, read-only folder) is a :class:`WriteError` naming ``path``; removing the
+    temporary never hides it. Inside :func:`all_or_nothing` the rename waits for the group's end.
     """
     path = Path(path)
     ensure_folder(path.parent)
@@ -44,13 +53,77 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise LexactumError(f"{path}: is a folder; cannot write a file of that name")
     tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
+        mode = _new_file_mode(tmp)
         yield tmp
         with open(tmp, "rb") as written:  # on disk before the rename: no empty file after a power cut
+            if stat.S_IMODE(os.fstat(written.fileno()).st_mode) != mode:
+                os.fchmod(written.fileno(), mode)
             os.fsync(written.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        group = _GROUP.get()
+        if group is None:
+            os.replace(tmp, path)
+        else:
+            group.append((tmp, path))
+    except WriteError:  # a writer's own, already described
+        _discard(tmp)
         raise
+    except OSError as exc:
+        _discard(tmp)
+        if exc.filename is not None and os.fsdecode(exc.filename) not in (str(tmp), str(path)):
+            raise  # about another file the writer read: not ours to describe
+        raise WriteError(describe_os_error(exc, path, "write")) from exc
+    except BaseException:
+        _discard(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Files written (with :func:`atomic_path` and the writers here) inside the block appear together at its
+    end, or, when anything in the block fails, none of them do and the earlier files stay as they were.
+
+    So a command's outputs (scores, submission, config.json...) never mix two runs. Every file is already
+    written and synced when the renames start, and renames need no space. A nested block joins the outer one.
+    """
+    if _GROUP.get() is not None:
+        yield
+        return
+    staged: list[tuple[Path, Path]] = []
+    token = _GROUP.set(staged)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in staged:
+            _discard(tmp)
+        raise
+    finally:
+        _GROUP.reset(token)
+    for k, (tmp, path) in enumerate(staged):
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            for left, _ in staged[k:]:
+                _discard(left)
+            raise WriteError(describe_os_error(exc, path, "write")) from exc
+
+
+def _new_file_mode(tmp: Path) -> int:
+    """The permission bits a new file gets in ``tmp``'s folder (0666 less the umask, or what the folder's
+    default ACL says), found by creating ``tmp`` (removed again: some writers refuse an existing file)."""
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+    os.unlink(tmp)
+    return mode
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file if it is there; a failure here (a read-only folder) must not hide the error
+    that brought us here, so it is ignored (a later run of the same writer removes the leftover)."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
 
 
 def refuse_file_as_folder(folder: str | os.PathLike, what: str = "--out") -> None:

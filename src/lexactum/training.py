@@ -418,8 +418,8 @@ class TrainConfig:
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise LexactumError(f"threads must be a positive whole number, got {self.threads!r}")
-        if self.bootstrap < 0:
-            raise LexactumError(f"bootstrap must be >= 0 resamples, got {self.bootstrap!r}")
+        from lexactum.evaluation.metrics import check_bootstrap  # the one bound, shared with 'evaluate'
+        check_bootstrap(self.bootstrap)
         split = self.resolved_split()
         if len(split) != 3 or any(not math.isfinite(f) or f < 0 for f in split):
             raise LexactumError(f"split must be 3 fractions >= 0 (train, validation, test), got {self.split!r}")

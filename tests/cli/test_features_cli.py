@@ -80,9 +80,29 @@ def test_features_space_image(toy_model_file, make_dataset, tmp_path):
     stale = tmp_path / "maps" / "07_block2.conv3.png"  # left by a deeper network drawn here before
     stale.parent.mkdir()
     stale.write_bytes(b"old picture")
+    (stale.parent / "config.json").write_text(json.dumps({"command": "features", "pictures": [stale.name]}))
+    users = tmp_path / "maps" / "08_my_own_plot.png"  # not in that run's record: the user's, kept
+    users.write_bytes(b"user's picture")
     assert main(["features", "--model", str(model), "--image", str(dataset.band_paths[0][0]),
                  "--out", str(tmp_path / "maps")]) == 0
-    assert len(list((tmp_path / "maps").glob("*.png"))) == 3 and not stale.exists()
+    assert len(list((tmp_path / "maps").glob("[0][1-3]_*.png"))) == 3 and not stale.exists()
+    assert users.read_bytes() == b"user's picture"
+    config = json.loads((tmp_path / "maps" / "config.json").read_text())
+    assert config["pictures"] == ["01_features.1.png", "02_features.4.png", "03_features.7.png"]
+
+
+def test_features_keeps_pictures_it_did_not_draw(toy_model_file, make_dataset, tmp_path):
+    """A folder without an earlier run's record: every file in it is the user's and stays."""
+    from lexactum.data.layouts import ChallengeDataset
+
+    dataset = ChallengeDataset(make_dataset("space", n=2))
+    model = toy_model_file(tmp_path / "space.safetensors", 1, seed=2)
+    holiday = tmp_path / "maps" / "01_holiday.png"
+    holiday.parent.mkdir()
+    holiday.write_bytes(b"user's picture")
+    assert main(["features", "--model", str(model), "--image", str(dataset.band_paths[0][0]),
+                 "--out", str(tmp_path / "maps")]) == 0
+    assert holiday.read_bytes() == b"user's picture"
 
 
 def test_features_errors(toy_model_file, make_dataset, tmp_path, capsys):

@@ -267,3 +267,137 @@ def test_ids_file_errors(tmp_path):
     with pytest.raises(LexactumError, match=r"2 IDs are not in the dataset \(5, 6\)"):
         positions_of(np.array([1, 2, 3]), [1, 5, 6], "ids.txt")
     np.testing.assert_array_equal(positions_of(np.array([4, 8, 6]), [6, 4], "x"), [2, 0])
+
+
+# ------------------------------------------------------------------------------------ faults and bad input
+def _contents(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def earlier_evaluation(make_dataset, ground_model, tmp_path):
+    """(dataset root, model path, output folder of a finished evaluation)."""
+    _, model_path = ground_model
+    root = make_dataset("ground", n=12, layout="test", seed=1)
+    out = tmp_path / "ev"
+    assert main(["evaluate", "--model", str(model_path), "--dataset", str(root), "--out", str(out),
+                 "--bootstrap", "10", "--device", "cpu"]) == 0
+    return root, model_path, out
+
+
+def test_evaluate_refuses_nan_scores_naming_the_model(earlier_evaluation, tmp_path, capsys):
+    from lexactum.models import create_model, save_model
+
+    root, _, out = earlier_evaluation
+    before = _contents(out)
+    broken = create_model("lens_flow", in_channels=4)
+    with torch.no_grad():
+        for parameter in broken.parameters():
+            parameter.fill_(float("nan"))
+    broken_path = save_model(broken, tmp_path / "diverged.safetensors")
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(broken_path), "--dataset", str(root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{broken_path} gave 12 non-finite score(s)" in err and len(err.strip().splitlines()) == 1
+    assert _contents(out) == before
+
+
+def test_evaluate_allow_nonfinite_scores_the_rest(earlier_evaluation, monkeypatch, capsys):
+    root, model_path, out = earlier_evaluation
+    real_score_files = evaluate.score_files
+
+    def one_nan(*args, **kwargs):
+        scores, timing = real_score_files(*args, **kwargs)
+        scores[2] = np.nan
+        return scores, timing
+
+    monkeypatch.setattr(evaluate, "score_files", one_nan)
+    argv = ["evaluate", "--model", str(model_path), "--dataset", str(root), "--out", str(out), "--bootstrap", "0"]
+    assert main(argv) == 2 and "--allow-nonfinite" in capsys.readouterr().err
+    assert main([*argv, "--allow-nonfinite"]) == 0
+    assert "left out 1 object(s) (1 non-finite score)" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["n"] == 11
+    assert len(read_scores(out / "scores.csv")) == 11
+    with open(out / "left_out.csv", newline="") as fh:
+        assert [r["reason"] for r in csv.DictReader(fh)] == ["non-finite score (nan)"]
+
+
+def test_bootstrap_is_capped_before_any_work(earlier_evaluation, tmp_path, capsys):
+    root, model_path, _ = earlier_evaluation
+    rc = main(["evaluate", "--model", str(model_path), "--dataset", str(root), "--out", str(tmp_path / "big"),
+               "--bootstrap", str(metrics.MAX_BOOTSTRAP + 1)])
+    assert rc == 2 and not (tmp_path / "big").exists()
+    assert f"--bootstrap {metrics.MAX_BOOTSTRAP + 1}: must be a whole number of resamples from 0 (no intervals) " \
+           f"to {metrics.MAX_BOOTSTRAP:,}" in capsys.readouterr().err
+    with pytest.raises(LexactumError, match=r"^bootstrap 200000: must"):  # a numpy count reads as a number
+        metrics.check_bootstrap(np.int64(200_000))
+    assert metrics.check_bootstrap(np.int64(metrics.MAX_BOOTSTRAP)) == metrics.MAX_BOOTSTRAP
+    from lexactum.training import TrainConfig  # training's test metrics: the same bound
+
+    with pytest.raises(LexactumError, match=f"^bootstrap {metrics.MAX_BOOTSTRAP + 1}: must"):
+        TrainConfig(dataset=str(root), bootstrap=metrics.MAX_BOOTSTRAP + 1).validate()
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert f"at most {metrics.MAX_BOOTSTRAP:,})" in " ".join(capsys.readouterr().out.split())
+
+
+def test_evaluate_lists_the_objects_it_left_out(make_dataset, ground_model, tmp_path, capsys):
+    import shutil
+
+    from lexactum.data.layouts import ChallengeDataset
+
+    _, model_path = ground_model
+    root = make_dataset("ground", n=10, layout="test", seed=1)
+    dataset = ChallengeDataset(root)
+    ids = dataset.ids.tolist()
+    dataset.band_paths[1][3].unlink()  # a band file missing
+    for path in dataset.band_paths[3]:  # a catalog row without images
+        path.unlink()
+    for path in dataset.band_paths[5]:  # images without a catalog row
+        shutil.copy(path, path.with_name(path.name.replace(str(ids[5]), "199999")))
+    assert main(["evaluate", "--model", str(model_path), "--dataset", str(root), "--out", str(tmp_path / "ev"),
+                 "--bootstrap", "0"]) == 0
+    assert ("left out 3 object(s) (1 band file missing, 1 catalog row without image files, 1 no catalog row): "
+            f"listed in {tmp_path / 'ev' / 'left_out.csv'}") in capsys.readouterr().out
+    with open(tmp_path / "ev" / "left_out.csv", newline="") as fh:
+        left = [(int(r["ID"]), r["reason"]) for r in csv.DictReader(fh)]
+    assert left == [(ids[1], "band file missing"), (ids[3], "catalog row without image files"),
+                    (199999, "no catalog row (no label)")]
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 8
+
+
+def test_a_plot_that_cannot_be_written_keeps_every_earlier_output(earlier_evaluation, tmp_path, monkeypatch,
+                                                                  capsys):
+    """Disk full while drawing roc.png (the last file): scores.csv and metrics.json of the earlier run stay."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from lexactum.models import create_model, save_model
+
+    root, _, out = earlier_evaluation
+    before = _contents(out)
+    torch.manual_seed(5)
+    other = save_model(create_model("lens_flow", in_channels=4), tmp_path / "other.safetensors")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    assert main(["evaluate", "--model", str(other), "--dataset", str(root), "--out", str(out),
+                 "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {out / 'roc.png'}: no space left on device" in err and "Traceback" not in err
+    assert _contents(out) == before
+
+
+def test_evaluate_on_a_full_disk_is_one_line(earlier_evaluation, small_disk, capsys):
+    root, model_path, _ = earlier_evaluation
+    disk = small_disk("64k")
+    disk.fill()
+    capsys.readouterr()
+    assert main(["evaluate", "--model", str(model_path), "--dataset", str(root), "--out", str(disk.root / "ev"),
+                 "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {disk.root / 'ev'}/" in err and "no space left on device" in err
+    assert len(err.strip().splitlines()) == 1 and list((disk.root / "ev").iterdir()) == []

@@ -159,3 +159,11 @@ def test_bad_input_is_a_clear_error(labels, scores, message):
 def test_bad_max_fp():
     with pytest.raises(LexactumError, match="max_fp"):
         metrics.tpr_at_fp([0, 1], [0.1, 0.2], -1)
+
+
+def test_numpy_numbers_read_as_plain_numbers_in_messages():
+    labels, scores = np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8])
+    with pytest.raises(LexactumError, match=r"got -2$"):
+        metrics.tpr_at_fp(labels, scores, np.int64(-2))
+    with pytest.raises(LexactumError, match=r"got 1\.5$"):
+        metrics.bootstrap(labels, scores, n_resamples=10, confidence=np.float64(1.5))

@@ -286,3 +286,118 @@ def test_objects_are_split_into_folders_of_ten_thousand_like_the_challenge(tmp_p
     assert sorted(p.name for p in out.glob("Data.*")) == ["Data.0", "Data.1", "Data.2"]
     assert (out / "Data.2/Public/Band1/imageEUC_VIS-100004.fits").is_file()
     assert len(ChallengeDataset(out)) == 5
+
+
+# ---------------------------------------------------------------------------------- faults while writing
+def test_disk_full_is_one_line_and_a_rerun_resumes_to_the_same_bytes(small_disk, space_test, capsys):
+    from lexactum.cli import main
+
+    disk = small_disk("1m")
+    disk.fill(leave=200_000)  # room for a few of the ten 44 kB images
+    out = disk.root / "sim"
+    argv = ["simulate", "--survey", "space", "--n", "10", "--seed", "3", "--workers", "1", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"lexactum simulate: error: cannot write {out}/") and "no space left on device" in err
+    assert len(err.strip().splitlines()) == 1
+    assert 0 < len(list(out.rglob("*.fits"))) < 10 and not list(out.rglob(".*.part*"))  # no temporary left
+    disk.free()
+    assert main(argv) == 0
+    assert _files(out) == _files(space_test)
+    _, mismatch, errors = filecmp.cmpfiles(space_test, out, _files(space_test), shallow=False)
+    assert not mismatch and not errors
+
+
+def test_disk_full_simulated_then_resumed(tmp_path, space_test, monkeypatch):
+    """The same where mounting a small disk is refused: the sixth file's sync finds the disk full."""
+    import errno
+
+    real_fsync, calls = os.fsync, []
+
+    def full_after_five(fd):
+        calls.append(fd)
+        if len(calls) > 6:  # the manifest, then five images
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_after_five)
+    out = tmp_path / "sim"
+    with pytest.raises(LexactumError, match=r"^cannot write .*imageEUC_VIS-100005\.fits: no space left on device"):
+        simulate_dataset(out, "space", 10, seed=3, workers=1, progress=False)
+    monkeypatch.undo()
+    assert len(list(out.rglob("*.fits"))) == 5 and not list(out.rglob(".*.part*"))
+    simulate_dataset(out, "space", 10, seed=3, workers=1, progress=False)
+    _, mismatch, errors = filecmp.cmpfiles(space_test, out, _files(space_test), shallow=False)
+    assert not mismatch and not errors and _files(out) == _files(space_test)
+
+
+def test_a_read_only_out_is_one_line(tmp_path, space_test, read_only):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(space_test, out)
+    read_only(out)
+    with pytest.raises(LexactumError, match=rf"^cannot write {out / writer.MANIFEST}: read-only file system"):
+        simulate_dataset(out, "space", 10, seed=3, workers=1, progress=False)
+    _, mismatch, errors = filecmp.cmpfiles(space_test, out, _files(space_test), shallow=False)
+    assert not mismatch and not errors
+
+
+def test_overwrite_removes_only_the_earlier_simulation(tmp_path, space_test):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(space_test, out)
+    users = ["Data.notes.txt", "my_image_catalog.csv", "Data_EuclidBig.old/keep.txt", "README"]
+    for name in users:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("the user's")
+    simulate_dataset(out, "space", 2, seed=4, workers=1, progress=False, overwrite=True)
+    assert all((out / name).read_text() == "the user's" for name in users)
+    assert len(list(out.rglob("*.fits"))) == 2
+
+
+def test_numpy_numbers_read_as_plain_numbers(tmp_path):
+    with pytest.raises(LexactumError, match=r"got -1$"):
+        simulate_dataset(tmp_path / "out", "space", np.int64(-1), progress=False)
+
+
+def test_a_full_disk_while_recording_an_object_is_one_line_and_resumes(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    class FillsUp:
+        """The journal's file, on a disk that fills up after two rows."""
+
+        def __init__(self, real):
+            self.real, self.rows = real, 0
+
+        def write(self, text):
+            if text.startswith("{"):
+                self.rows += 1
+                if self.rows > 2:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return self.real.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.real.close()
+
+    def opens(path, *args, **kwargs):
+        real = builtins.open(path, *args, **kwargs)
+        return FillsUp(real) if str(path).endswith(writer.ROWS_JOURNAL) else real
+
+    monkeypatch.setattr(writer, "open", opens, raising=False)
+    out = tmp_path / "sim"
+    with pytest.raises(LexactumError, match=rf"^cannot write {out / writer.ROWS_JOURNAL}: no space left on device"):
+        simulate_dataset(out, "space", 4, seed=5, workers=1, progress=False)
+    monkeypatch.undo()
+    simulate_dataset(out, "space", 4, seed=5, workers=1, progress=False)
+    clean = simulate_dataset(tmp_path / "clean", "space", 4, seed=5, workers=1, progress=False)
+    _, mismatch, errors = filecmp.cmpfiles(clean, out, _files(clean), shallow=False)
+    assert not mismatch and not errors and _files(out) == _files(clean)

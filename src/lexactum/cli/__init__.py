@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from lexactum import __version__
-from lexactum.errors import LexactumError
+from lexactum.errors import LexactumError, describe_os_error
 
 #: Subcommand modules, in the order ``lexactum --help`` lists them.
 COMMAND_MODULES = (
@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stderr.close()
         return 0
+    except OSError as exc:  # the last safety net: a disk full or a read-only folder no writer described
+        if args.debug:
+            raise
+        print(f"lexactum {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"lexactum {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -10,8 +10,11 @@ EPILOG = """examples:
 
 Writes to --out: scores.csv (ID,label,score), metrics.json (AUC, TPR0, TPR10, TPR/FPR at 0.5, 95%
 bootstrap intervals, seconds per image for the model alone and end to end, device), roc.png and
-config.json. A bare model name is looked up in models/. The dataset's cache ('lexactum dataset prepare')
-is used when it is up to date; otherwise images are read and normalised batch by batch from the files.
+config.json, all together or none of them. Objects of the dataset that are not scored (a band file missing,
+a catalog row without images, images without a catalog row) are listed in left_out.csv (ID,reason,file).
+A NaN or infinite score (broken weights) is an error unless --allow-nonfinite.
+A bare model name is looked up in models/. The dataset's cache ('lexactum dataset prepare') is used when
+it is up to date; otherwise images are read and normalised batch by batch from the files.
 """
 
 
@@ -38,8 +41,11 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or cuda:N")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
-                        help="bootstrap resamples for the 95%% intervals (0: none)")
+                        help="bootstrap resamples for the 95%% intervals (0: none; at most 10,000)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="when some scores are NaN or infinite, leave those objects out of the metrics and "
+                             "list them in left_out.csv (default: an error, nothing written)")
     parser.set_defaults(func=run)
 
 
@@ -110,15 +116,21 @@ def run(args) -> int:
 
     from lexactum.data.layouts import ChallengeDataset
     from lexactum.errors import LexactumError
-    from lexactum.evaluation.evaluate import evaluate_model, model_normalisation, resolve_device
+    from lexactum.evaluation.evaluate import (
+        LEFT_OUT_FILE,
+        evaluate_model,
+        left_out_summary,
+        model_normalisation,
+        resolve_device,
+    )
+    from lexactum.evaluation.metrics import check_bootstrap
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import refuse_file_as_folder, write_config
+    from lexactum.runs import all_or_nothing, read_csv, refuse_file_as_folder, write_config
 
     # Checked before any work: a bad value must not cost a whole scoring pass or leave a config.json behind.
     if args.batch_size < 1:
         raise LexactumError(f"--batch-size {args.batch_size}: must be at least 1")
-    if args.bootstrap < 0:
-        raise LexactumError(f"--bootstrap {args.bootstrap}: must be 0 (no intervals) or more resamples")
+    check_bootstrap(args.bootstrap, "--bootstrap")
     dataset = ChallengeDataset(args.dataset, survey=args.survey)
     model_path = resolve_model_path(args.model)
     model = load_model(model_path, survey=dataset.survey)
@@ -130,18 +142,23 @@ def run(args) -> int:
     refuse_file_as_folder(out_dir)
     device = resolve_device(args.device)
     data = _prepared_if_current(dataset, model_normalisation(model)) or dataset
-    evaluate_model(model, data, indices=indices, out_dir=out_dir, device=device, batch_size=args.batch_size,
-                   bootstrap=args.bootstrap, seed=args.seed, files=dataset, show_progress=None,
-                   title=f"{model_path.name} on {dataset.path.name}")
-    # Written last: a run that fails leaves no record that describes outputs it did not write.
-    write_config(out_dir, {
-        "command": "evaluate", "model": str(model_path.resolve()), "dataset": str(dataset.path),
-        "survey": dataset.survey.name, "ids_file": args.ids_file,
-        "n_objects": len(dataset) if indices is None else len(indices),
-        "batch_size": args.batch_size, "device": str(device), "bootstrap": args.bootstrap, "seed": args.seed,
-        "normalisation": model_normalisation(model), "out": str(out_dir.resolve()),
-        "scored_from": "files" if data is dataset else f"cache {data.path}",
-    })
+    with all_or_nothing():  # the outputs and the record describing them appear together or not at all
+        metrics = evaluate_model(model, data, indices=indices, out_dir=out_dir, device=device,
+                                 batch_size=args.batch_size, bootstrap=args.bootstrap, seed=args.seed,
+                                 files=dataset, show_progress=None,
+                                 title=f"{model_path.name} on {dataset.path.name}",
+                                 model_name=str(model_path), allow_nonfinite=args.allow_nonfinite)
+        write_config(out_dir, {
+            "command": "evaluate", "model": str(model_path.resolve()), "dataset": str(dataset.path),
+            "survey": dataset.survey.name, "ids_file": args.ids_file,
+            "n_objects": len(dataset) if indices is None else len(indices), "n_scored": metrics["n"],
+            "left_out": metrics["left_out"], "batch_size": args.batch_size, "device": str(device),
+            "bootstrap": args.bootstrap, "seed": args.seed, "allow_nonfinite": args.allow_nonfinite,
+            "normalisation": model_normalisation(model), "out": str(out_dir.resolve()),
+            "scored_from": "files" if data is dataset else f"cache {data.path}",
+        })
+    if metrics["left_out"]:
+        print(left_out_summary(read_csv(out_dir / LEFT_OUT_FILE), out_dir / LEFT_OUT_FILE))
     print(f"results in {out_dir}")
     return 0
 

@@ -48,7 +48,7 @@ def run(args) -> int:
     from lexactum.evaluation.evaluate import conv_activations, model_normalisation
     from lexactum.evaluation.plots import plot_feature_maps
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import refuse_file_as_folder, write_config
+    from lexactum.runs import all_or_nothing, refuse_file_as_folder, write_config
 
     if args.max_channels < 1:
         raise LexactumError(f"--max-channels {args.max_channels}: draw at least 1 channel per layer")
@@ -60,19 +60,42 @@ def run(args) -> int:
     out_dir = Path(args.out)
     refuse_file_as_folder(out_dir)
     activations = conv_activations(model, image, device=args.device)
-    # Pictures of an earlier run (another model may have had more layers) would read as this one's.
-    stale = sorted(out_dir.glob("[0-9][0-9]_*.png")) if out_dir.is_dir() else []
-    paths = plot_feature_maps(activations, image, out_dir, max_channels=args.max_channels)
-    for old in stale:
-        if old not in paths:
-            old.unlink(missing_ok=True)
-    write_config(out_dir, {  # last: a run that fails leaves no record of pictures it did not draw
-        "command": "features", "model": str(model_path.resolve()), "image": args.image,
-        "dataset": str(Path(args.dataset).resolve()) if args.dataset else None,
-        "files": [str(p) for p in where], "survey": survey.name, "normalisation": model_normalisation(model),
-        "max_channels": args.max_channels, "device": args.device, "out": str(out_dir.resolve()),
-    })
+    # Pictures of an earlier run here (another model may have had more layers) would read as this one's.
+    earlier = _earlier_pictures(out_dir)
+    with all_or_nothing():  # the pictures and the record describing them appear together or not at all
+        paths = plot_feature_maps(activations, image, out_dir, max_channels=args.max_channels)
+        write_config(out_dir, {
+            "command": "features", "model": str(model_path.resolve()), "image": args.image,
+            "dataset": str(Path(args.dataset).resolve()) if args.dataset else None,
+            "files": [str(p) for p in where], "survey": survey.name,
+            "normalisation": model_normalisation(model), "max_channels": args.max_channels,
+            "device": args.device, "out": str(out_dir.resolve()), "pictures": [p.name for p in paths],
+        })
+    for name in sorted(earlier - {p.name for p in paths}):
+        (out_dir / name).unlink(missing_ok=True)
     print(f"{len(paths)} feature map(s) of {model_path.name} in {out_dir}:")
     for path in paths:
         print(f"  {path.name}")
     return 0
+
+
+def _earlier_pictures(out_dir) -> set[str]:
+    """Names of the pictures an earlier ``lexactum features`` run drew in ``out_dir`` (its config.json lists
+    them): the only files this command removes. A folder without such a record keeps every file."""
+    import re
+
+    from lexactum.errors import LexactumError
+    from lexactum.runs import CONFIG, read_json
+
+    if not (out_dir / CONFIG).is_file():
+        return set()
+    try:
+        record = read_json(out_dir / CONFIG)
+    except LexactumError:
+        return set()
+    if record.get("command") != "features":
+        return set()
+    ours = re.compile(r"[0-9]{2}_[^/\\]*\.png")
+    if "pictures" not in record:  # written before the list was kept: the pictures by their names
+        return {p.name for p in out_dir.glob("[0-9][0-9]_*.png")}
+    return {name for name in record["pictures"] if isinstance(name, str) and ours.fullmatch(name)}

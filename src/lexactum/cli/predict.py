@@ -13,7 +13,10 @@ under it, or one file per object holding all its bands (bands, 101, 101). Images
 batch by batch, so memory stays small whatever the number of objects.
 
 Writes to --out: scores.csv (ID,score[,label], most lens-like first), submission.txt (the challenge
-format: 'ID score' per line, no header, every object) and config.json.
+format: 'ID score' per line, no header, every scored object) and config.json, all together or none of them (other
+files in --out are left alone). Objects that are not scored (a band file missing, a catalog row without
+images, a non-finite score with --allow-nonfinite) are listed in left_out.csv (ID,reason,file).
+A NaN or infinite score (broken weights) is an error, and nothing is written.
 """
 
 
@@ -34,6 +37,9 @@ def add_parser(subparsers, formatter_class) -> None:
                         help="survey of the cutouts (default: the model's)")
     parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or cuda:N")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="when some scores are NaN or infinite, write the others and list those objects in "
+                             "left_out.csv (default: an error, nothing written)")
     parser.set_defaults(func=run)
 
 
@@ -42,9 +48,9 @@ def run(args) -> int:
 
     from lexactum.data.cutouts import open_cutouts
     from lexactum.errors import LexactumError, ModelFileError
-    from lexactum.evaluation.evaluate import model_normalisation, predict_folder, resolve_device
+    from lexactum.evaluation.evaluate import left_out_summary, model_normalisation, predict_folder, resolve_device
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import refuse_file_as_folder, write_config
+    from lexactum.runs import all_or_nothing, refuse_file_as_folder, write_config
 
     if args.batch_size < 1:  # before any work: no output folder for a run that cannot start
         raise LexactumError(f"--batch-size {args.batch_size}: must be at least 1")
@@ -58,19 +64,19 @@ def run(args) -> int:
     out_dir = Path(args.out)
     refuse_file_as_folder(out_dir)
     device = resolve_device(args.device)
-    left_out = sorted({int(object_id) for object_id, _ in getattr(source, "incomplete", [])})
-    if left_out:  # the challenge's rule: objects with a missing band are left out, and said so
-        print(f"left out {len(left_out)} object(s) with a missing band file, e.g. ID "
-              f"{', '.join(map(str, left_out[:5]))} ('lexactum dataset info {args.input}' lists the files)")
-    result = predict_folder(model, source, out_dir, device=device, batch_size=args.batch_size,
-                            show_progress=None)
-    # Written last: a run that fails leaves no record that describes outputs it did not write.
-    write_config(out_dir, {
-        "command": "predict", "model": str(model_path.resolve()), "input": str(Path(args.input).resolve()),
-        "survey": source.survey.name, "input_kind": type(source).__name__, "n_objects": len(source),
-        "left_out_incomplete": left_out, "batch_size": args.batch_size, "device": str(device),
-        "normalisation": model_normalisation(model), "out": str(out_dir.resolve()),
-    })
+    with all_or_nothing():  # the outputs and the record describing them appear together or not at all
+        result = predict_folder(model, source, out_dir, device=device, batch_size=args.batch_size,
+                                show_progress=None, model_name=str(model_path),
+                                allow_nonfinite=args.allow_nonfinite)
+        write_config(out_dir, {
+            "command": "predict", "model": str(model_path.resolve()), "input": str(Path(args.input).resolve()),
+            "survey": source.survey.name, "input_kind": type(source).__name__, "n_objects": len(source),
+            "n_scored": result["n"], "left_out": len(result["left_out"]), "batch_size": args.batch_size,
+            "device": str(device), "allow_nonfinite": args.allow_nonfinite,
+            "normalisation": model_normalisation(model), "out": str(out_dir.resolve()),
+        })
+    if result["left_out"]:
+        print(left_out_summary(result["left_out"], result["left_out_file"]))
     print(f"scored {result['n']} objects ({1000 * result['end_to_end_s_per_image']:.2f} ms per image end to "
           f"end): {result['scores']}, {result['submission']}")
     return 0

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from lexactum.errors import DataError, LexactumError
+from lexactum.errors import DataError, LexactumError, plain_number
 
 SCORES_FILE = "scores.csv"
 METRICS_FILE = "metrics.json"
 ROC_FILE = "roc.png"
 SUBMISSION_FILE = "submission.txt"
+LEFT_OUT_FILE = "left_out.csv"
+LEFT_OUT_COLUMNS = ("ID", "reason", "file")
 
 
 # ----------------------------------------------------------------------------------------------- devices
@@ -119,7 +121,7 @@ def score(model, images_or_loader, device="auto", batch_size: int = 256, clock: 
     from lexactum.progress import progress
 
     if int(batch_size) < 1:
-        raise LexactumError(f"batch size must be at least 1, got {batch_size!r}")
+        raise LexactumError(f"batch size must be at least 1, got {plain_number(batch_size)!r}")
     device = resolve_device(device) if isinstance(device, str) or device is None else torch.device(device)
     if total is None and hasattr(images_or_loader, "__len__") and hasattr(images_or_loader, "shape"):
         total = len(images_or_loader)
@@ -272,7 +274,8 @@ def format_metrics_table(metrics: dict) -> str:
 def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: str | os.PathLike = ".",
                    device="auto", batch_size: int = 256, bootstrap: int = 1000, seed: int = 0,
                    end_to_end_images: int | None = 1000, files=None, show_progress: bool | None = False,
-                   title: str | None = None, verbose: bool = True) -> dict:
+                   title: str | None = None, verbose: bool = True, model_name: str | None = None,
+                   allow_nonfinite: bool = False) -> dict:
     """Score ``data`` (objects ``indices``, default all) and write scores.csv, metrics.json and roc.png.
 
     ``data`` is a labelled dataset with files (a ChallengeDataset: scored from its files in one pass that
@@ -280,44 +283,37 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     ``lexactum.data.cache.prepare``: scored from memory; the end-to-end time then comes from reading
     ``end_to_end_images`` objects of its dataset's files again, ``None`` for all, 0 to skip; ``files`` is
     that dataset when the caller has it open, else it is found from the cache's index).
-    Returns the metrics dict that metrics.json holds.
+    Non-finite scores are an error naming ``model_name`` (see :func:`finite_scores`); objects of the dataset
+    that were not scored are listed in left_out.csv (see :func:`write_left_out`). The files appear together
+    or not at all. Returns the metrics dict that metrics.json holds.
     """
-    from lexactum.evaluation.metrics import challenge_metrics, check_both_classes
+    from lexactum.evaluation.metrics import challenge_metrics, check_bootstrap, check_both_classes
     from lexactum.evaluation.plots import plot_roc
-    from lexactum.runs import write_json
+    from lexactum.runs import all_or_nothing, write_json
 
-    if isinstance(bootstrap, bool) or int(bootstrap) != bootstrap or bootstrap < 0:  # before the scoring pass
-        raise LexactumError(f"bootstrap must be 0 (no intervals) or a whole number of resamples, got {bootstrap!r}")
+    bootstrap = check_bootstrap(bootstrap)  # before the scoring pass
     out_dir = Path(out_dir)
+    whole_set = indices is None
     indices = np.arange(len(data.ids)) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
     if len(indices) == 0:
         raise LexactumError("nothing to evaluate: the selection of objects is empty")
     if indices.min() < 0 or indices.max() >= len(data.ids) or len(np.unique(indices)) != len(indices):
         raise LexactumError(f"object positions to evaluate must be distinct and in [0, {len(data.ids)}), got "
-                            f"{indices.min()}..{indices.max()} ({len(indices) - len(np.unique(indices))} repeated)")
+                            f"{int(indices.min())}..{int(indices.max())} "
+                            f"({len(indices) - len(np.unique(indices))} repeated)")
     labels = np.asarray(data.labels)[indices]
     if (labels < 0).any():
         raise DataError(f"{getattr(data, 'path', 'data')}: {int((labels < 0).sum())} selected objects have "
                         "no label; evaluation needs a catalog ('lexactum predict' scores unlabelled data)")
     check_both_classes(labels)  # before the scoring pass, which may take long
     device = resolve_device(device) if isinstance(device, str) or device is None else device
-    images = getattr(data, "images", None)
-    if images is None:
-        scores, timing = score_files(model, data, indices, device, batch_size, show_progress)
-    else:
-        clock = ScoringClock()
-        selected = images if len(indices) == len(images) and (indices == np.arange(len(images))).all() \
-            else _Rows(images, indices)
-        scores = score(model, selected, device, batch_size, clock=clock, show_progress=show_progress)
-        timing = {"model_s_per_image": clock.per_image, "end_to_end_s_per_image": None, "timed_images": 0}
-        source = files if files is not None else _files_of(data)
-        if source is not None and end_to_end_images != 0:
-            subset = indices if end_to_end_images is None else indices[:end_to_end_images]
-            _, from_files = score_files(model, source, subset, device, batch_size)
-            timing["end_to_end_s_per_image"] = from_files["end_to_end_s_per_image"]
-            timing["timed_images"] = from_files["timed_images"]
-
+    scores, timing = _score_selection(model, data, indices, files, device, batch_size, end_to_end_images,
+                                      show_progress)
     ids = np.asarray(data.ids)[indices]
+    keep = finite_scores(scores, ids, model_name or describe_model(model), allow_nonfinite)
+    left_out = (left_out_rows(files if files is not None else data, labelled=True) if whole_set else []) \
+        + nonfinite_rows(ids[~keep], scores[~keep])
+    ids, labels, scores = ids[keep], labels[keep], scores[keep]
     metadata = getattr(model, "metadata", None) or {}
     metrics = challenge_metrics(labels, scores, bootstrap=bootstrap, seed=seed)
     metrics.update(timing)
@@ -325,13 +321,113 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     described = ("network", "survey", "in_channels", "normalisation", "source")
     metrics["model"] = {k: metadata[k] for k in described if k in metadata}
     metrics["dataset"] = str(getattr(data, "dataset_path", None) or getattr(data, "path", ""))
-    _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=False)
-    write_json(out_dir / METRICS_FILE, metrics)
-    plot_roc(labels, scores, out_dir / ROC_FILE,
-             title=title or f"{metadata.get('network', 'model')} on {len(labels)} images")
+    metrics["left_out"] = len(left_out)
+    with all_or_nothing():
+        _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=False)
+        write_json(out_dir / METRICS_FILE, metrics)
+        plot_roc(labels, scores, out_dir / ROC_FILE,
+                 title=title or f"{metadata.get('network', 'model')} on {len(labels)} images")
+        write_left_out(out_dir, left_out)
     if verbose:
         print(format_metrics_table(metrics))
     return metrics
+
+
+def _score_selection(model, data, indices, files, device, batch_size, end_to_end_images, show_progress):
+    """(scores, timing) of ``data``'s objects ``indices``: from its files, or from memory plus a timed pass
+    over up to ``end_to_end_images`` of those objects' files (see :func:`evaluate_model`)."""
+    images = getattr(data, "images", None)
+    if images is None:
+        return score_files(model, data, indices, device, batch_size, show_progress)
+    clock = ScoringClock()
+    selected = images if len(indices) == len(images) and (indices == np.arange(len(images))).all() \
+        else _Rows(images, indices)
+    scores = score(model, selected, device, batch_size, clock=clock, show_progress=show_progress)
+    timing = {"model_s_per_image": clock.per_image, "end_to_end_s_per_image": None, "timed_images": 0}
+    source = files if files is not None else _files_of(data)
+    if source is not None and end_to_end_images != 0:
+        subset = indices if end_to_end_images is None else indices[:end_to_end_images]
+        _, from_files = score_files(model, source, subset, device, batch_size)
+        timing["end_to_end_s_per_image"] = from_files["end_to_end_s_per_image"]
+        timing["timed_images"] = from_files["timed_images"]
+    return scores, timing
+
+
+# ------------------------------------------------------------------------------ checks of the results
+def describe_model(model) -> str:
+    """How messages name a model when the caller has no file name for it."""
+    metadata = getattr(model, "metadata", None) or {}
+    return str(metadata.get("source") or metadata.get("network") or type(model).__name__)
+
+
+def finite_scores(scores: np.ndarray, ids, model_name: str, allow: bool = False) -> np.ndarray:
+    """Which scores are finite (a boolean mask); a LexactumError naming the model when any is not.
+
+    A NaN or infinite score means broken weights (or inputs): writing ``ID nan`` lines or computing metrics
+    from them would hide that. With ``allow`` the other objects go on (the caller lists these as left out),
+    unless no score at all is finite.
+    """
+    finite = np.isfinite(scores)
+    bad = int((~finite).sum())
+    if bad == 0:
+        return finite
+    examples = ", ".join(str(_plain_id(i)) for i in np.asarray(ids)[~finite][:5]) + (" ..." if bad > 5 else "")
+    message = (f"{model_name} gave {bad} non-finite score(s) (NaN or infinite) of {len(scores)} objects, "
+               f"e.g. ID {examples}: its weights or these images are broken; nothing was written")
+    if bad == len(scores):
+        raise LexactumError(message)
+    if not allow:
+        raise LexactumError(f"{message} (--allow-nonfinite writes the other scores and lists these objects "
+                            f"in {LEFT_OUT_FILE})")
+    return finite
+
+
+def nonfinite_rows(ids, scores) -> list[dict]:
+    """left_out.csv rows of objects left out for their non-finite score."""
+    return [{"ID": _plain_id(i), "reason": f"non-finite score ({float(s)})", "file": ""}
+            for i, s in zip(ids, scores, strict=True)]
+
+
+def left_out_rows(source, labelled: bool = False) -> list[dict]:
+    """left_out.csv rows of the objects under ``source``'s folder that are not among its objects.
+
+    A ChallengeDataset leaves out objects with a missing band file (the challenge's rule), catalog rows
+    without any image file and, when ``labelled`` (evaluation), complete objects without a catalog row.
+    Other sources (loose cutouts, prepared data) leave nothing out.
+    """
+    rows: dict = {}
+    for object_id, expected in getattr(source, "incomplete", []):
+        rows.setdefault(int(object_id), {"ID": int(object_id), "reason": "band file missing",
+                                         "file": str(expected)})
+    for object_id in getattr(source, "missing_images", []):
+        rows.setdefault(int(object_id), {"ID": int(object_id), "reason": "catalog row without image files",
+                                         "file": str(getattr(source, "catalog_path", "") or "")})
+    if labelled:
+        for object_id in getattr(source, "unlabelled", []):
+            rows.setdefault(int(object_id), {"ID": int(object_id), "reason": "no catalog row (no label)",
+                                             "file": ""})
+    return [rows[k] for k in sorted(rows)]
+
+
+def write_left_out(out_dir: Path, rows: list[dict]) -> Path | None:
+    """Write ``out_dir``/left_out.csv (ID, reason, file) when objects were left out, or when an earlier
+    run's list is there (then replaced, header only if nothing is left out now, so it is never stale)."""
+    from lexactum.runs import write_csv
+
+    path = Path(out_dir) / LEFT_OUT_FILE
+    if not rows and not path.is_file():
+        return None
+    return write_csv(path, rows, fieldnames=LEFT_OUT_COLUMNS)
+
+
+def left_out_summary(rows: list[dict], path) -> str:
+    """One line for the terminal: how many objects were left out, why, and where the list is."""
+    reasons: dict[str, int] = {}
+    for row in rows:
+        reason = row["reason"].split(" (")[0]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    why = ", ".join(f"{n} {reason}" for reason, n in reasons.items())
+    return f"left out {len(rows)} object(s) ({why}): listed in {path}"
 
 
 class _Rows:
@@ -366,23 +462,32 @@ def _files_of(prepared):
 
 # ----------------------------------------------------------------------------------------- prediction
 def predict_folder(model, source, out_dir: str | os.PathLike, device="auto", batch_size: int = 256,
-                   show_progress: bool | None = False) -> dict:
+                   show_progress: bool | None = False, model_name: str | None = None,
+                   allow_nonfinite: bool = False) -> dict:
     """Score every object of ``source`` from its files; write a ranked scores.csv and submission.txt.
 
     scores.csv: ``ID,score[,label]`` from the most to the least lens-like. submission.txt: the challenge's
-    format, ``ID score`` per line, no header, every object. Returns counts and timings.
+    format, ``ID score`` per line, no header, every object. Objects under the folder that are not scored
+    are listed in left_out.csv. Nothing is written when a score is not finite (unless ``allow_nonfinite``,
+    see :func:`finite_scores`); the files appear together or not at all. Returns counts and timings.
     """
-    from lexactum.runs import write_text_atomic
+    from lexactum.runs import all_or_nothing, write_text_atomic
 
     out_dir = Path(out_dir)
     scores, timing = score_files(model, source, None, device, batch_size, show_progress)
     ids = np.asarray(source.ids)
     labels = np.asarray(getattr(source, "labels", np.full(len(ids), -1)))
-    _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=True)
-    lines = [f"{_plain_id(i)} {float(s)!r}" for i, s in zip(ids, scores, strict=True)]
-    write_text_atomic(out_dir / SUBMISSION_FILE, "\n".join(lines) + "\n")
+    keep = finite_scores(scores, ids, model_name or describe_model(model), allow_nonfinite)
+    left_out = left_out_rows(source) + nonfinite_rows(ids[~keep], scores[~keep])
+    ids, labels, scores = ids[keep], labels[keep], scores[keep]
+    with all_or_nothing():
+        _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=True)
+        lines = [f"{_plain_id(i)} {float(s)!r}" for i, s in zip(ids, scores, strict=True)]
+        write_text_atomic(out_dir / SUBMISSION_FILE, "\n".join(lines) + "\n")
+        left_out_file = write_left_out(out_dir, left_out)
     return {"n": int(len(ids)), "scores": str(out_dir / SCORES_FILE),
-            "submission": str(out_dir / SUBMISSION_FILE), **timing}
+            "submission": str(out_dir / SUBMISSION_FILE), "left_out": left_out,
+            "left_out_file": None if left_out_file is None else str(left_out_file), **timing}
 
 
 # ----------------------------------------------------------------------------------------- feature maps

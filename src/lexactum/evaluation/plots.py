@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lexactum.errors import LexactumError
+from lexactum.errors import LexactumError, plain_number
 
 #: Display channels (red, green, blue) of a ground composite: bands I, R, G (channel order R, I, G, U).
 GROUND_RGB_CHANNELS = (1, 0, 2)
@@ -219,7 +219,7 @@ def plot_feature_maps(activations: Mapping[str, np.ndarray], input_image, out_di
     ``NN_<layer name>.png``.
     """
     if isinstance(max_channels, bool) or not isinstance(max_channels, (int, np.integer)) or max_channels < 1:
-        raise LexactumError(f"max_channels must be a whole number >= 1, got {max_channels!r}")
+        raise LexactumError(f"max_channels must be a whole number >= 1, got {plain_number(max_channels)!r}")
     out_dir = Path(out_dir)
     plt = _pyplot()
     input_shown, input_cmap = _display(input_image)

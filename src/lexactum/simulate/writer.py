@@ -7,9 +7,11 @@ Both layouts (see docs/challenge-data.md): the training layout (``Data.k/Public/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import sys
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -140,8 +142,6 @@ TEST_COMMENTS = (
     "flux_lensed_image_in_sigma: flux of those pixels in units of sigma",
     "noise_factor: noise sigma over the survey's median; n_masked: masked pixels (value 100) over all bands",
 )
-_DATASET_PATTERNS = ("Data.*", "Data_EuclidBig.*", "Data_KiDS_Big.*", TRAINING_CATALOG, "*_image_catalog.csv",
-                     MANIFEST, ROWS_JOURNAL, REPORT_PNG)
 
 
 def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test", seed: int = 0,
@@ -157,27 +157,28 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
     lensed source is fainter, for small demonstrations where barely visible lenses only add noise.
     """
     from lexactum.data.surveys import get_survey
-    from lexactum.errors import LexactumError
+    from lexactum.errors import LexactumError, plain_number
     from lexactum.simulate.presets import get_preset
 
     fmt, physics = get_survey(survey), get_preset(survey)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise LexactumError(f"--n must be a positive number of objects, got {n!r}")
+        raise LexactumError(f"--n must be a positive number of objects, got {plain_number(n)!r}")
     if layout not in ("train", "test"):
         raise LexactumError(f"unknown layout {layout!r}: choose train or test")
     if lens_fraction is None:
         lens_fraction = physics.default_lens_fraction(layout)
     if not 0.0 <= float(lens_fraction) <= 1.0:
-        raise LexactumError(f"lens fraction must lie in [0, 1], got {lens_fraction!r}")
+        raise LexactumError(f"lens fraction must lie in [0, 1], got {plain_number(lens_fraction)!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise LexactumError(f"--seed must be a non-negative integer, got {seed!r}")
+        raise LexactumError(f"--seed must be a non-negative integer, got {plain_number(seed)!r}")
     if not 0.0 <= float(min_lensed_flux) < float("inf"):
-        raise LexactumError(f"minimum lensed flux must be a finite number of sigma >= 0, got {min_lensed_flux!r}")
+        raise LexactumError("minimum lensed flux must be a finite number of sigma >= 0, "
+                            f"got {plain_number(min_lensed_flux)!r}")
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise LexactumError(f"--workers must be at least 1, got {workers}")
     if isinstance(per_folder, bool) or not isinstance(per_folder, (int, np.integer)) or per_folder < 1:
-        raise LexactumError(f"objects per folder must be a positive integer, got {per_folder!r}")
+        raise LexactumError(f"objects per folder must be a positive integer, got {plain_number(per_folder)!r}")
     out = Path(out)
     params = {"simulator_version": SIMULATOR_VERSION, "survey": fmt.name, "layout": layout, "n": int(n),
               "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
@@ -193,14 +194,10 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
               float(min_lensed_flux)) for i in todo]
     from lexactum.progress import progress as progress_bar
 
-    with open(out / ROWS_JOURNAL, "a+") as journal:
-        journal.seek(max(0, journal.tell() - 1))
-        if journal.tell() and journal.read(1) != "\n":  # a line cut by a kill: start a fresh one
-            journal.write("\n")
+    with _journal(out / ROWS_JOURNAL) as append:
         for row in _run(tasks, workers, progress_bar, progress, fmt.name):
             rows[row["ID"]] = row
-            journal.write(json.dumps(row) + "\n")
-            journal.flush()
+            append(row)
     ordered = [rows[100_000 + i] for i in range(n)]
     write_text_atomic(out / ROWS_JOURNAL, "".join(json.dumps(row) + "\n" for row in ordered))
     if layout == "train":
@@ -209,6 +206,43 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
         write_test_catalog(out, fmt, ordered, TEST_COLUMNS, TEST_COMMENTS)
     write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=True), indent=1) + "\n")
     return out
+
+
+@contextlib.contextmanager
+def _journal(path: Path):
+    """Yield ``append(row)``, which adds one catalog row to the journal of finished objects and flushes it.
+
+    A line cut by a kill is closed first (the reader skips it). A failure to write (disk full) is a
+    WriteError naming the journal: the rows already there and the objects' files stay, so a rerun resumes.
+    """
+    from lexactum.errors import WriteError, describe_os_error
+
+    def failed(exc: OSError) -> WriteError:
+        return WriteError(describe_os_error(exc, path, "write"))
+
+    try:
+        journal = open(path, "a+")  # noqa: SIM115 (closed below, where its own errors are described too)
+        journal.seek(max(0, journal.tell() - 1))
+        if journal.tell() and journal.read(1) != "\n":  # a line cut by a kill: start a fresh one
+            journal.write("\n")
+    except OSError as exc:
+        raise failed(exc) from exc
+
+    def append(row: dict) -> None:
+        try:
+            journal.write(json.dumps(row) + "\n")
+            journal.flush()
+        except OSError as exc:
+            raise failed(exc) from exc
+
+    try:
+        yield append
+    finally:
+        try:
+            journal.close()
+        except OSError as exc:  # the last buffered line did not fit: said unless another error is on its way
+            if sys.exc_info()[0] is None:
+                raise failed(exc) from exc
 
 
 def _run(tasks, workers, progress_bar, show, survey):
@@ -312,9 +346,28 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
                             "pass --overwrite to replace it")
     import shutil
 
-    for pattern in _DATASET_PATTERNS:
-        for path in out.glob(pattern):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in _outputs_of(out, previous):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def _outputs_of(out: Path, params: dict) -> list[Path]:
+    """The files and folders a simulation with ``params`` (its manifest) wrote under ``out``: its object
+    folders, its catalog, manifest, journal and report. Nothing else in ``out`` is ever removed."""
+    from lexactum.data.surveys import get_survey
+    from lexactum.errors import LexactumError
+
+    try:
+        fmt, layout = get_survey(params["survey"]), params["layout"]
+        n, per_folder = int(params["n"]), int(params["per_folder"])
+    except (KeyError, TypeError, ValueError, LexactumError):
+        raise LexactumError(f"--out {out}: its {MANIFEST} does not say which files the earlier simulation "
+                            "wrote; choose an empty folder") from None
+    folders = [out / object_folder(fmt, layout, k * per_folder, per_folder) for k in range(-(-n // per_folder))]
+    catalog = TRAINING_CATALOG if layout == "train" else fmt.test_catalog
+    return folders + [out / catalog, out / ROWS_JOURNAL, out / REPORT_PNG, out / MANIFEST]
 
 
 #: Temporary files of a killed run: ``lexactum.runs.atomic_path``'s hidden ``.<stem>.<8 hex>.part<suffix>``
