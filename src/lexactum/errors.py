@@ -26,8 +26,16 @@ class ModelFileError(LexactumError):
 class WriteError(LexactumError, OSError):
     """An output that could not be written (disk full, read-only folder...): nothing half-written is left.
 
-    Also an OSError, so code that handles a failed write (retry elsewhere, clean up) still sees one.
+    Also an OSError, so code that handles a failed write (retry elsewhere, clean up) still sees one, with the
+    system's ``errno`` (ENOSPC, EROFS...); its text stays the one line.
     """
+
+    @classmethod
+    def of(cls, exc: OSError, path: str | os.PathLike) -> WriteError:
+        """The WriteError for ``exc`` raised while writing ``path``."""
+        error = cls(describe_os_error(exc, path, "write"))
+        error.errno = exc.errno  # errno alone leaves the message as it is (str() needs strerror as well)
+        return error
 
 
 def os_reason(exc: OSError) -> str:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lexactum.errors import LexactumError, WriteError, describe_os_error
+from lexactum.errors import LexactumError, WriteError
 
 CONFIG = "config.json"
 SPLIT = "split.json"
@@ -71,7 +71,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _discard(tmp)
         if exc.filename is not None and os.fsdecode(exc.filename) not in (str(tmp), str(path)):
             raise  # about another file the writer read: not ours to describe
-        raise WriteError(describe_os_error(exc, path, "write")) from exc
+        raise WriteError.of(exc, path) from exc
     except BaseException:
         _discard(tmp)
         raise
@@ -104,7 +104,7 @@ def all_or_nothing() -> Iterator[None]:
         except OSError as exc:
             for left, _ in staged[k:]:
                 _discard(left)
-            raise WriteError(describe_os_error(exc, path, "write")) from exc
+            raise WriteError.of(exc, path) from exc
 
 
 def _new_file_mode(tmp: Path) -> int:

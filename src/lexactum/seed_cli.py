@@ -76,7 +76,7 @@ def build_parser(survey: str) -> argparse.ArgumentParser:
 
 def main(survey: str, argv: list[str] | None = None) -> int:
     """Run the seed's program for ``survey`` ('space' or 'ground'); returns the exit status."""
-    from lexactum.errors import LexactumError
+    from lexactum.errors import LexactumError, describe_os_error
 
     parser = build_parser(survey)
     args = parser.parse_args(argv)
@@ -84,6 +84,9 @@ def main(survey: str, argv: list[str] | None = None) -> int:
         return run(survey, args)
     except LexactumError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the last safety net, as in `lexactum`: a disk full or a read-only folder
+        print(f"{parser.prog}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
@@ -133,16 +136,15 @@ def _train(survey: str, dataset, args):
     """Train and save under the seed's own name, ``models/<survey>_<network>_<N>epochs.safetensors`` (its load
     mode and its users expect it): a different model already there is not lost but kept under a dated
     backup name beside it (said on one line), where a new name would break the seed's train-then-load flow."""
-    from lexactum.cli.train import train_one_line
     from lexactum.errors import LexactumError
     from lexactum.models.files import default_model_path
-    from lexactum.training import TrainConfig
+    from lexactum.training import TrainConfig, train
 
     if args.model_name not in SEED_NETWORKS:
         raise LexactumError(f"--model_name {args.model_name!r}: with train, choose one of "
                             f"{', '.join(SEED_NETWORKS)}")
     model_out = default_model_path(survey, args.model_name, args.no_of_epochs)
-    result = train_one_line(TrainConfig(
+    result = train(TrainConfig(
         dataset=dataset, network=args.model_name, survey=survey, epochs=args.no_of_epochs,
         batch_size=args.batch_size, augment=args.augment_images, split=SEED_SPLIT, seed=0, model_out=model_out,
         backup_existing=True))

@@ -203,9 +203,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         try:
             runs.write_bytes_atomic(path, buffer.getvalue())
-        except OSError as exc:
-            run_dir = Path(path).parent
-            raise LexactumError(f"{path}: cannot write the checkpoint ({exc.strerror or exc}); no partial file is "
+        except OSError as exc:  # a WriteError from the writer: its cause holds the system's reason
+            from lexactum.errors import os_reason
+
+            run_dir, reason = Path(path).parent, os_reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
+            raise LexactumError(f"{path}: cannot write the checkpoint ({reason}); no partial file is "
                                 f"left and an earlier checkpoint, if any, is kept: free space, then "
                                 f"'lexactum train --resume {run_dir}'") from exc
         return None

@@ -53,13 +53,13 @@ def run(args) -> int:
     data = Path(args.data)
     ensure_simulated(data, "space", args.n, args.seed)
 
-    from lexactum.cli.train import parse_split, train_one_line
-    from lexactum.training import TrainConfig
+    from lexactum.cli.train import parse_split
+    from lexactum.training import TrainConfig, train
 
     split = parse_split(args.split)
     print(f"Training {args.network} for {args.epochs} epochs on {data} (augmentation on) ...", flush=True)
     # The default model name: a second demo saves <name>-2.safetensors and says so, never replacing the first.
-    result = train_one_line(TrainConfig(
+    result = train(TrainConfig(
         dataset=data, network=args.network, epochs=args.epochs, batch_size=args.batch_size, augment=True,
         split=split, seed=args.seed, run_dir=args.run_dir, models_dir=args.models_dir))
     grid = draw_top_scored(result.run_dir, data, args.top)

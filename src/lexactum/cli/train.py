@@ -121,23 +121,11 @@ def config_from_args(args):
     return TrainConfig(**given)
 
 
-def train_one_line(config):
-    """:func:`lexactum.training.train`, with the system's refusals (no space left, a read-only folder, no
-    permission) that no check could foresee turned into one LexactumError naming the file."""
-    from lexactum.errors import LexactumError
-    from lexactum.training import train
-
-    try:
-        return train(config)
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename is not None else ""
-        raise LexactumError(f"{where}{exc.strerror or exc}") from exc
-
-
 def run(args) -> int:
     from lexactum.evaluation.evaluate import format_metrics_table
+    from lexactum.training import train
 
-    result = train_one_line(config_from_args(args))
+    result = train(config_from_args(args))
     print(format_metrics_table(result.metrics))
     print(f"best validation AUC {result.best_val_auc:.4f} over {result.epochs_trained} epochs")
     print(f"run folder: {result.run_dir}")

@@ -215,10 +215,10 @@ def _journal(path: Path):
     A line cut by a kill is closed first (the reader skips it). A failure to write (disk full) is a
     WriteError naming the journal: the rows already there and the objects' files stay, so a rerun resumes.
     """
-    from lexactum.errors import WriteError, describe_os_error
+    from lexactum.errors import WriteError
 
     def failed(exc: OSError) -> WriteError:
-        return WriteError(describe_os_error(exc, path, "write"))
+        return WriteError.of(exc, path)
 
     try:
         journal = open(path, "a+")  # noqa: SIM115 (closed below, where its own errors are described too)
