@@ -128,11 +128,13 @@ def catalog_files(draw, ids=ids_strategy, defects=True):
                                                                                     else [])))
     lines = [delimiter.join(names[c] for c in columns)]
     lines += [delimiter.join(cells.get(c, "") for c in columns) for cells in rows]
+    if defect == "non-UTF-8":  # in the header line (a comment line may hold any bytes)
+        lines[0] += "@@"
+    if draw(st.booleans()):  # a trailing comma on every line is accepted
+        lines = [line + delimiter for line in lines]
     if defect == "long row":
         k = draw(st.integers(1, len(lines) - 1))
         lines[k] += delimiter + "7"
-    if draw(st.booleans()):  # a trailing comma on every line is accepted
-        lines = [line + delimiter for line in lines]
     comments = ["# a comment line", "#", "# ID,is_lens", ""]
     top = draw(st.lists(st.sampled_from(comments), max_size=3)) if layout == "test" or draw(st.booleans()) else []
     if top and not top[-1]:
@@ -144,9 +146,9 @@ def catalog_files(draw, ids=ids_strategy, defects=True):
     if draw(st.booleans()):
         raw = b"\xef\xbb\xbf" + raw
     if defect == "non-UTF-8":
-        raw = raw.replace(b"ID", b"I\xe9D", 1)
+        raw = raw.replace(b"@@", b"\xe9")
     elif defect == "open quote":
-        raw = raw + b'"100,1' + newline.encode()
+        raw = raw + (newline + '"100,1' + newline).encode()
     expected = None if defect else (ids, labels)
     event(f"defect: {defect}")
     return raw, layout, expected
@@ -181,6 +183,7 @@ def read_checked(path: Path):
 @given(catalog_files())
 @example((b"ID,is_lens\n18446744073709551615,0\n", "train", None))  # was wrapped round to ID -1
 @example((b"ID,is_lens,id\n1,0,2\n", "train", None))  # two ID columns: the last one was taken
+@example((b"is_lens,ID ,ID \n", "train", None))  # the same, renamed 'ID .1' by pandas
 @example((b"ID,is_lens\n100,5,0\n101,6,1\n", "train", None))  # rows longer than the header: shifted columns
 @example((b"ID,is_lens\n9007199254740993,0\n1.0,1\n", "train", None))  # decimals: 2**53 + 1 became 2**53
 @example((b"ID,is_lens\n1,2\n", "train", None))  # the message showed np.int64(2)

@@ -277,6 +277,7 @@ _ONES_2x2 = padded(np.ones(4, ">f4").tobytes(), b"\0")
          + padded(np.ones(10, ">f4").tobytes(), b"\0"))  # Python reads 1_0 as 10, FITS does not
 @example(_header(*_SIMPLE_2x2[:3], "NAXIS1  =2", "NAXIS2  =                    2") + _ONES_2x2)
 @example(_header(*_SIMPLE_2x2, "HIERARCH BZERO = 3.0") + _ONES_2x2)
+@example(_header(*_SIMPLE_2x2, "CONTINUE=                    0") + _ONES_2x2)  # astropy refuses the header
 @example(_header(*_SIMPLE_2x2, "END/x", "BZERO   =                  3.0") + _ONES_2x2)  # astropy ends at END/x
 def test_read_fits_is_astropy_or_one_line_error(content):
     with written(content) as (path,):

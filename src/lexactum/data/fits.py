@@ -27,8 +27,8 @@ _MANDATORY = b"SIMPLE  BITPIX  NAXIS   NAXIS1  NAXIS2  "
 #: Words that must not appear in any keyword field of a fast-path header (upper-cased): keywords that change
 #: how astropy reads the primary image (scaling, random groups, compression, extensions). astropy reads any
 #: case and takes the last of repeated keywords, so SIMPLE, BITPIX and NAXIS must also appear only in their
-#: own cards.
-_UNUSUAL = (b"BSCALE", b"BZERO", b"GROUPS", b"ZIMAGE", b"XTENSION", b"PCOUNT", b"GCOUNT")
+#: own cards. astropy refuses a whole header for a CONTINUE card without a string value: left to astropy too.
+_UNUSUAL = (b"BSCALE", b"BZERO", b"GROUPS", b"ZIMAGE", b"XTENSION", b"PCOUNT", b"GCOUNT", b"CONTINUE")
 _WORDS = re.compile(b"|".join((b"SIMPLE", b"BITPIX", b"NAXIS", b"HIERARCH") + _UNUSUAL))
 _MANDATORY_WORDS = [b"SIMPLE", b"BITPIX", b"NAXIS", b"NAXIS", b"NAXIS"]
 _END_CARD = b"END" + b" " * (CARD - 3)

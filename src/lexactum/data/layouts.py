@@ -249,17 +249,23 @@ def _read_table(path: Path):
 def _catalog_column(path: Path, table, name: str):
     """The column called ``name`` (case, spaces and quotes ignored), None if none; two of them are an error.
 
-    pandas renames a repeated header name ``ID`` to ``ID.1``, so those count as repeats too.
+    pandas renames a repeated header name ``ID`` to ``ID.1`` (``ID `` to ``ID .1``): those count as repeats.
     """
-    keys = [str(c).strip().strip('"').strip().lower() for c in table.columns]
+    keys = [_column_key(c) for c in table.columns]
     found = [c for c, key in zip(table.columns, keys, strict=True) if key == name]
     if found:
-        found += [c for c, key in zip(table.columns, keys, strict=True)
-                  if key.startswith(name + ".") and key[len(name) + 1:].isdigit()]
+        for column, key in zip(table.columns, keys, strict=True):
+            base, _, number = key.rpartition(".")
+            if number.isdigit() and _column_key(base) == name:
+                found.append(column)
     if len(found) > 1:
         raise DataError(f"{path}: catalog has {len(found)} {name} columns "
                         f"({', '.join(_shown(c) for c in found)}); keep one")
     return found[0] if found else None
+
+
+def _column_key(column) -> str:
+    return str(column).strip().strip('"').strip().lower()
 
 
 def _shown(value, limit: int = 40) -> str:
