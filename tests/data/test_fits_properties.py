@@ -290,6 +290,25 @@ def test_read_fits_is_astropy_or_one_line_error(content):
             assert same_bits(ours, reference)
 
 
+@settings(PROPERTY, max_examples=100)
+@given(simple_images(), st.data())
+def test_valid_files_are_read(image, data):
+    """Challenge-like files go the fast path (astropy is never called); any 2-D file astropy writes is read."""
+    from unittest import mock
+
+    from lexactum.data import fits as fits_module
+
+    with written(render(*image), astropy_file(data.draw)) as (simple, other):
+        with mock.patch.object(fits_module, "_read_with_astropy", side_effect=AssertionError("not fast")):
+            ours = read_guarded(read_fits, simple)
+        assert ours is not None and same_bits(ours, astropy_image(simple))
+        reference = astropy_image(other)
+        if reference is not None:
+            ours = read_guarded(read_fits, other)
+            assert ours is not None, "a valid file was refused"
+            assert same_bits(ours, reference)
+
+
 @PROPERTY
 @given(st.lists(simple_images(), min_size=1, max_size=3), fits_files(), st.integers(0, 3))
 def test_stack_with_one_hostile_file(good, hostile, position):
