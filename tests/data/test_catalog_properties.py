@@ -259,3 +259,11 @@ def test_fifo_catalog_is_refused_at_once(tmp_path):
         read_catalog(path)
     check_error(info.value, path)
     assert "not a regular file" in str(info.value)
+
+
+def test_missing_catalog_or_folder_is_one_line(tmp_path):
+    """read_catalog on a missing path or a folder: our error (a missing path used to raise FileNotFoundError)."""
+    for path, words in ((tmp_path / "absent.csv", "cannot read catalog"), (tmp_path, "not a regular file")):
+        with pytest.raises(DataError, match=words) as info:
+            read_catalog(path)
+        check_error(info.value, path)
