@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -201,3 +203,28 @@ def test_corrupt_header_value(good_file, tmp_path):
     path.write_bytes(raw[:card + 27] + b"abc" + raw[card + 30:])
     with pytest.raises(DataError, match=r"corrupt\.fits.*cannot read as a FITS image"):
         read_fits(path)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_not_a_regular_file(tmp_path, kind):
+    """A FIFO named like an image is refused at once (opening it used to wait for a writer for ever)."""
+    import signal
+
+    path = tmp_path / "image.fits"
+    os.mkfifo(path) if kind == "fifo" else path.mkdir()
+
+    class Hang(BaseException):  # not an Exception: no handler in the reader can swallow it
+        pass
+
+    def hang(signum, frame):
+        raise Hang(f"reading a {kind} hangs")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(5)
+    try:
+        for read in (read_fits, lambda p: read_fits_stack([p])):
+            with pytest.raises(DataError, match=r"image\.fits: not a regular file"):
+                read(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -11,6 +11,8 @@ astropy reads.
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,10 +22,15 @@ from lexactum.errors import DataError
 
 BLOCK = 2880
 CARD = 80
-#: The cards a primary header must start with (FITS standard 4.4.1.1); the fast path needs NAXIS = 2.
-_MANDATORY = (b"SIMPLE  ", b"BITPIX  ", b"NAXIS   ", b"NAXIS1  ", b"NAXIS2  ")
-#: Keywords that rule out the fast path (scaling, random groups, compression, extension headers).
-_UNUSUAL = frozenset({b"BSCALE  ", b"BZERO   ", b"GROUPS  ", b"ZIMAGE  ", b"XTENSION"})
+#: The keyword fields of the five cards a fast-path header starts with (FITS standard 4.4.1.1).
+_MANDATORY = b"SIMPLE  BITPIX  NAXIS   NAXIS1  NAXIS2  "
+#: Words that must not appear in any keyword field of a fast-path header (upper-cased): keywords that change
+#: how astropy reads the primary image (scaling, random groups, compression, extensions). astropy reads any
+#: case and takes the last of repeated keywords, so SIMPLE, BITPIX and NAXIS must also appear only in their
+#: own cards. astropy refuses a whole header for a CONTINUE card without a string value: left to astropy too.
+_UNUSUAL = (b"BSCALE", b"BZERO", b"GROUPS", b"ZIMAGE", b"XTENSION", b"PCOUNT", b"GCOUNT", b"CONTINUE")
+_WORDS = re.compile(b"|".join((b"SIMPLE", b"BITPIX", b"NAXIS", b"HIERARCH") + _UNUSUAL))
+_MANDATORY_WORDS = [b"SIMPLE", b"BITPIX", b"NAXIS", b"NAXIS", b"NAXIS"]
 _END_CARD = b"END" + b" " * (CARD - 3)
 #: Files larger than this are left to astropy (which memory-maps) instead of being read whole.
 _MAX_FAST_BYTES = 64 * 2**20
@@ -50,15 +57,42 @@ class _Layout:
 
 
 def _card_value(card: bytes) -> bytes:
-    """The value field of a fixed-format card (columns 11-80 up to a comment)."""
-    return card[10:].split(b"/", 1)[0].strip()
+    """The value of a fixed-format card (value indicator in columns 9-10, value up to a comment)."""
+    return card[10:].split(b"/", 1)[0].strip() if card[8:10] == b"= " else b""
+
+
+def _is_plain(head: bytes, end: int) -> bool:
+    """Whether astropy reads this header (``end``: offset of its END card) as a plain float32 2-D image.
+
+    True only for the challenge files' kind of header: SIMPLE, BITPIX = -32, NAXIS = 2, NAXIS1, NAXIS2 as the
+    first five fixed-format cards, and no other card whose keyword field (or HIERARCH card) holds one of
+    them or an :data:`_UNUSUAL` word, or whose keyword field starts with END (astropy ends a header at a
+    malformed END card). Anything unsure is left to astropy, so the fast path never reads a file differently.
+    """
+    fields = b"".join([head[k:k + 8] for k in range(0, end, CARD)])
+    if not fields.startswith(_MANDATORY):
+        return False
+    upper = fields.upper()
+    found = _WORDS.findall(upper)
+    if found[:5] != _MANDATORY_WORDS or found[5:] != [b"HIERARCH"] * (len(found) - 5):
+        return False
+    k = upper.find(b"END")
+    while k >= 0:
+        if k % 8 == 0:
+            return False
+        k = upper.find(b"END", k + 1)
+    k = upper.find(b"HIERARCH")
+    while k >= 0:  # the keyword of a HIERARCH card lies beyond its keyword field
+        if k % 8 == 0 and _WORDS.search(head[k * 10 + 8:k * 10 + CARD].upper()):
+            return False
+        k = upper.find(b"HIERARCH", k + 1)
+    simple, bitpix, naxis, naxis1, naxis2 = [_card_value(head[k:k + CARD]) for k in range(0, 5 * CARD, CARD)]
+    return (simple == b"T" and bitpix == b"-32" and naxis == b"2" and naxis1.isdigit() and naxis2.isdigit()
+            and int(naxis1) > 0 and int(naxis2) > 0)
 
 
 def _parse_header(path, head: bytes) -> _Layout | None:
-    """Parse the primary header at the start of ``head``; ``None`` if ``head`` holds no END card.
-
-    Only the keywords that decide the fast path are looked at (a set lookup over the card keywords).
-    """
+    """Parse the primary header at the start of ``head``; ``None`` if ``head`` holds no END card."""
     if not head.startswith(b"SIMPLE  ="):
         raise DataError(f"{path}: not a FITS file (it does not start with a SIMPLE card)")
     end = head.find(_END_CARD)
@@ -67,21 +101,10 @@ def _parse_header(path, head: bytes) -> _Layout | None:
     if end < 0:
         return None
     header_bytes = -(-(end + CARD) // BLOCK) * BLOCK
-    keywords = [head[k:k + 8] for k in range(0, end, CARD)]
-    if tuple(keywords[:len(_MANDATORY)]) != _MANDATORY:
+    if not _is_plain(head, end):
         return _Layout(header_bytes, None, False)
-    unusual = {key: _card_value(head[keywords.index(key) * CARD:][:CARD])
-               for key in _UNUSUAL.intersection(keywords)}
-    try:
-        simple, bitpix, naxis, naxis1, naxis2 = (_card_value(head[k * CARD:(k + 1) * CARD]) for k in range(5))
-        fast = (simple == b"T" and int(bitpix) == -32 and int(naxis) == 2 and int(naxis1) > 0
-                and int(naxis2) > 0 and b"GROUPS  " not in unusual and b"ZIMAGE  " not in unusual
-                and b"XTENSION" not in unusual
-                and float(unusual.get(b"BSCALE  ", b"1").replace(b"D", b"E")) == 1.0
-                and float(unusual.get(b"BZERO   ", b"0").replace(b"D", b"E")) == 0.0)
-    except ValueError:
-        fast = False  # unreadable value: astropy decides
-    return _Layout(header_bytes, (int(naxis2), int(naxis1)) if fast else None, fast)
+    return _Layout(header_bytes, (int(_card_value(head[4 * CARD:5 * CARD])),
+                                  int(_card_value(head[3 * CARD:4 * CARD]))), True)
 
 
 def _layout_of(path, raw, n_read: int) -> _Layout:
@@ -113,17 +136,25 @@ def _read_into(path, buffer: bytearray) -> tuple[bytearray, int]:
     """Read the whole file into ``buffer`` (grown if needed) with one system call; returns both and the size.
 
     One byte more than the file size is asked for so that a file growing meanwhile is noticed as 'not simple'.
+    The file is opened without blocking and must be a regular file: a FIFO would otherwise wait for a writer.
     """
     try:
-        with open(path, "rb", buffering=0) as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > _MAX_FAST_BYTES:
-                return buffer, -1
-            if len(buffer) < size + 1:
-                buffer = bytearray(size + 1)
-            n_read = fh.readinto(memoryview(buffer)[:size + 1])
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise DataError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise DataError(f"{path}: not a regular file (a folder, pipe or device), not a FITS image")
+        if status.st_size > _MAX_FAST_BYTES:
+            return buffer, -1
+        if len(buffer) < status.st_size + 1:
+            buffer = bytearray(status.st_size + 1)
+        n_read = os.readv(fd, [memoryview(buffer)[:status.st_size + 1]])
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     return buffer, n_read
 
 

@@ -143,65 +143,137 @@ def read_objects(band_files: Sequence[Sequence[str | os.PathLike]],
 def read_catalog(path: Path) -> tuple[object, np.ndarray, np.ndarray]:
     """(table, ids, labels) of a challenge catalog; columns found by name, labels 1 = lens.
 
-    Accepts ``#`` comment lines, blank leading lines, CRLF endings, quoted header names and extra columns.
-    The label comes from ``is_lens`` or, failing that, ``1 - no_source``.
+    Accepts ``#`` comment lines, blank lines, a UTF-8 byte-order mark, CRLF endings, quoted header names,
+    extra columns and a trailing comma on every line. The label comes from ``is_lens`` or, failing that,
+    ``1 - no_source``. IDs and labels are integers (whole decimals such as ``1.0`` are accepted below 2**53,
+    where decimals stop being exact), IDs fit in int64 and are unique, labels are 0 or 1. Anything else is a
+    DataError naming the file, the column and the first bad cell.
     """
+    path = Path(path)
+    table = _read_table(path)
+    id_column = _catalog_column(path, table, "id")
+    if id_column is None:
+        separated = len(table.columns) == 1 and any(c in str(table.columns[0]) for c in ";\t|")
+        raise DataError(f"{path}: catalog has no ID column (columns: {_column_list(table)})"
+                        + ("; the columns must be separated by commas" if separated else ""))
+    label_column = _catalog_column(path, table, "is_lens")
+    invert = label_column is None
+    if invert:
+        label_column = _catalog_column(path, table, "no_source")
+    if label_column is None:
+        raise DataError(f"{path}: catalog has no label column is_lens or no_source "
+                        f"(columns: {_column_list(table)})")
+    ids = _integer_column(path, table, id_column)
+    labels = _integer_column(path, table, label_column)
+    bad = ~np.isin(labels, (0, 1))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{path}: column {_shown(label_column)} must hold 0 or 1, "
+                        f"found {int(labels[row])} for ID {int(ids[row])}")
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        first = int(np.flatnonzero(counts > 1)[0])
+        raise DataError(f"{path}: ID {int(unique[first])} appears {int(counts[first])} times in the catalog")
+    return table, ids, (1 - labels) if invert else labels
+
+
+def _column_list(table) -> str:
+    names = [_shown(c) for c in table.columns[:8]]
+    return ", ".join(names) + (", ..." if len(table.columns) > 8 else "") if names else "none"
+
+
+def _integer_column(path: Path, table, column) -> np.ndarray:
+    """The column as int64, or a DataError naming its first cell that is not an exact integer in int64."""
     import pandas as pd
 
-    path = Path(path)
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
+    series = table[column]
+    if pd.api.types.is_signed_integer_dtype(series):
+        return series.to_numpy(dtype=np.int64)
+    if pd.api.types.is_unsigned_integer_dtype(series):  # pandas reads 2**63 .. 2**64 - 1 as uint64
+        numbers, bad = series, (series > np.iinfo(np.int64).max).to_numpy()
+    else:
+        text = series if pd.api.types.is_float_dtype(series) else series.astype(str).str.strip()
+        numbers = pd.to_numeric(text, errors="coerce")
+        as_float = numbers.to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):  # NaN and inf are bad cells, not warnings
+            bad = ~(np.abs(as_float) < 2.0**53) | (as_float % 1 != 0)
+        if pd.api.types.is_signed_integer_dtype(numbers):  # text such as '+7': integers, exact at any size
+            bad = np.zeros(len(numbers), dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        cell = series.iloc[row]
+        shown = "an empty or NaN cell" if pd.isna(cell) or not str(cell).strip() else repr(_shown(cell))
+        raise DataError(f"{path}: column {_shown(column)} holds {shown}, not an integer "
+                        f"(data row {row + 1})")
+    return numbers.to_numpy(dtype=np.int64)
+
+
+def _read_table(path: Path):
+    """The catalog file as a DataFrame, or a DataError saying why it is not a comma-separated text table.
+
+    The file is opened without blocking and must be a regular file (a FIFO would wait for a writer).
+    ``index_col=False``: with a row longer than the header pandas would otherwise take the first column as
+    the index and shift every column name by one.
+    """
+    import stat
+    import warnings
+
+    import pandas as pd
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            head = os.read(fd, 4096) if regular else b""
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read catalog ({exc.strerror or exc})") from None
+    if not regular:
+        raise DataError(f"{path}: catalog is not a regular file (a folder, pipe or device)")
     if b"\0" in head:
         raise DataError(f"{path}: catalog is not a CSV text file")
     if not head.strip():
         raise DataError(f"{path}: catalog is empty")
     try:
-        table = pd.read_csv(path, comment="#", skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"{path}: catalog is not a readable CSV file ({str(exc).splitlines()[0]})") from None
-    columns = {str(c).strip().strip('"').strip().lower(): c for c in table.columns}
-    if "id" not in columns:
-        raise DataError(f"{path}: catalog has no ID column (columns: {_column_list(table)})")
-    if "is_lens" in columns:
-        label_column, invert = columns["is_lens"], False
-    elif "no_source" in columns:
-        label_column, invert = columns["no_source"], True
-    else:
-        raise DataError(f"{path}: catalog has no label column is_lens or no_source "
-                        f"(columns: {_column_list(table)})")
-    ids = _integer_column(path, table, columns["id"])
-    labels = _integer_column(path, table, label_column)
-    bad = ~np.isin(labels, (0, 1))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: column {label_column} must hold 0 or 1, "
-                        f"found {table[label_column].iloc[row]!r} for ID {ids[row]}")
-    unique, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise DataError(f"{path}: ID {unique[counts > 1][0]} appears {counts[counts > 1][0]} times "
-                        "in the catalog")
-    return table, ids, (1 - labels) if invert else labels
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, comment="#", skipinitialspace=True, index_col=False)
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}: catalog has rows with more fields than its header line") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, OSError) as exc:
+        first = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path}: catalog is not a readable CSV file ({_shown(first, 120)})") from None
 
 
-def _column_list(table) -> str:
-    names = [str(c) for c in table.columns[:8]]
-    return ", ".join(names) + (", ..." if len(table.columns) > 8 else "") if names else "none"
+def _catalog_column(path: Path, table, name: str):
+    """The column called ``name`` (case, spaces and quotes ignored), None if none; two of them are an error.
+
+    pandas renames a repeated header name ``ID`` to ``ID.1`` (``ID `` to ``ID .1``): those count as repeats.
+    """
+    keys = [_column_key(c) for c in table.columns]
+    found = [c for c, key in zip(table.columns, keys, strict=True) if key == name]
+    if found:
+        for column, key in zip(table.columns, keys, strict=True):
+            base, _, number = key.rpartition(".")
+            if number.isdigit() and _column_key(base) == name:
+                found.append(column)
+    if len(found) > 1:
+        raise DataError(f"{path}: catalog has {len(found)} {name} columns "
+                        f"({', '.join(_shown(c) for c in found)}); keep one")
+    return found[0] if found else None
 
 
-def _integer_column(path: Path, table, column) -> np.ndarray:
-    import pandas as pd
+def _column_key(column) -> str:
+    return str(column).strip().strip('"').strip().lower()
 
-    if pd.api.types.is_integer_dtype(table[column]):
-        return table[column].to_numpy(dtype=np.int64)
-    text = table[column].astype(str).str.strip()
-    values = pd.to_numeric(text, errors="coerce")
-    as_float = values.to_numpy(dtype=float, na_value=np.nan)
-    bad = values.isna().to_numpy() | (as_float % 1 != 0) | (np.abs(as_float) >= 2.0**63)  # beyond int64
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: column {column} holds {text.iloc[row]!r}, not an integer "
-                        f"(data row {row + 1})")
-    return values.to_numpy(dtype=np.int64)
+
+def _shown(value, limit: int = 40) -> str:
+    """``value`` as text for a one-line message: control characters escaped, long text cut."""
+    text = str(value)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _find_catalog(root: Path, survey: SurveyFormat | None) -> tuple[Path | None, str | None]:
