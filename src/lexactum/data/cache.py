@@ -212,16 +212,11 @@ def _prepare_chunk(task) -> int:
 
 
 def _run_parallel(tasks: list, n_workers: int, bar) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    # forkserver: workers start from a clean interpreter, never from a copy of threads (numba, torch).
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["lexactum.data.cache", "lexactum.data.normalise", "lexactum.data.fits"])
-    else:
-        context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
+    from lexactum.processes import executor
+
+    with executor(n_workers, preload=("lexactum.data.cache", "lexactum.data.normalise", "lexactum.data.fits")) as pool:
         futures = {pool.submit(_prepare_chunk, task) for task in tasks}
         try:
             while futures:
