@@ -153,3 +153,47 @@ def test_prepare_bad_input_one_line_nothing_written(make_dataset, tmp_path, caps
         assert "64x64" in lines[0]
     assert captured.out == ""
     assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on a 1 MB tmpfs (skips where this machine refuses to mount one)."""
+    import subprocess
+
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+#: Runs the command line; with 'during', the space check sees a huge free space, so that the disk fills up
+#: while the cache is written.
+FULL_DISK_DRIVER = """
+import shutil, sys
+if sys.argv[1] == "during":
+    real_usage = shutil.disk_usage
+    shutil.disk_usage = lambda path: real_usage(path)._replace(free=10**12)
+from lexactum.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_prepare_on_a_full_disk_exits_2_with_one_line(make_dataset, small_disk, when):
+    """A real full file system as --cache-dir: exit 2 (no bus error), one line, no temporary folder left."""
+    import subprocess
+    import sys
+
+    root = make_dataset(survey="space", n=40, layout="train")  # 1.6 MB of images for 1 MB of disk
+    argv = [sys.executable, "-c", FULL_DISK_DRIVER, when, "dataset", "prepare", str(root),
+            "--cache-dir", str(small_disk), "--workers", "2"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = _as_shown(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"lexactum dataset: error: no space left on {small_disk}")
+    assert ("need 1.6 MB, 1.0 MB free" in lines[0]) == (when == "before")
+    assert result.stdout == "" and list(small_disk.iterdir()) == []

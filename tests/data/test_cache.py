@@ -13,7 +13,7 @@ from lexactum.data import cache
 from lexactum.data.cache import cache_root, cache_status, open_prepared, prepare
 from lexactum.data.layouts import ChallengeDataset
 from lexactum.data.normalise import normalise
-from lexactum.errors import DataError
+from lexactum.errors import DataError, LexactumError
 
 
 @pytest.fixture
@@ -205,3 +205,73 @@ def test_real_ground_samples_masked_pixels(samples, tmp_path):
             expected = ZScaleInterval()(np.where(masked, np.float32(0.0), raw))
             np.testing.assert_allclose(prepared.images[k, band], expected, rtol=0, atol=1e-6, err_msg=str(path))
     assert n_masked >= 49 + 212  # two U-band sample files carry masks
+
+
+def test_too_little_space_is_refused_before_any_work(make_dataset, tmp_path, monkeypatch):
+    """The size is known beforehand: one line with what is needed and what is free, nothing written."""
+    import shutil
+
+    dataset = ChallengeDataset(make_dataset(survey="space", n=40, layout="train"))
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=1000))
+    monkeypatch.setattr(cache, "_prepare_chunk", lambda task: pytest.fail("work started"))
+    with pytest.raises(LexactumError) as info:
+        prepare(dataset, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    message = str(info.value)
+    assert message.startswith(f"no space left on {tmp_path / 'cache'}") and "\n" not in message
+    assert "need 1.6 MB, 1.0 kB free" in message  # 40 x 101 x 101 float32, plus the index
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+@pytest.mark.parametrize("fault", ["allocation", "worker write", "index write"])
+def test_an_os_error_while_building_is_one_line_and_nothing_is_left(make_dataset, tmp_path, monkeypatch, fault):
+    import errno
+    from pathlib import Path
+
+    dataset = ChallengeDataset(make_dataset(survey="space", n=6, layout="train"))
+    folder = tmp_path / "cache"
+    no_space = OSError(errno.ENOSPC, "No space left on device")
+    if fault == "allocation":
+        monkeypatch.setattr(cache.os, "posix_fallocate", lambda *args: (_ for _ in ()).throw(no_space))
+    elif fault == "worker write":
+        monkeypatch.setattr(cache, "_prepare_chunk", lambda task: (_ for _ in ()).throw(no_space))
+    else:
+        real_write = Path.write_text
+
+        def failing_write(self, text, *args, **kwargs):
+            if self.name == cache.INDEX_FILE:
+                raise OSError(errno.EIO, "Input/output error", str(self))
+            return real_write(self, text, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "write_text", failing_write)
+    with pytest.raises(LexactumError) as info:
+        prepare(dataset, cache_dir=folder, workers=1, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and str(folder) in message
+    if fault == "index write":
+        assert message.startswith(f"{folder}: cannot write the prepared dataset: Input/output error")
+    else:
+        assert message.startswith(f"no space left on {folder} while preparing the dataset (244.8 kB needed")
+    assert list(folder.iterdir()) == []  # the temporary folder is gone
+
+
+def test_file_systems_without_fallocate_get_zeros_written(ground, tmp_path, monkeypatch):
+    import errno
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(cache.os, "posix_fallocate", unsupported)
+    monkeypatch.setattr(cache, "ZERO_BLOCK", 100_000)  # several blocks and a partial one
+    allocated = []
+    real_allocate = cache._allocate
+
+    def watched(path, n_bytes):
+        real_allocate(path, n_bytes)
+        allocated.append((path.stat().st_size, path.stat().st_blocks * 512))
+
+    monkeypatch.setattr(cache, "_allocate", watched)
+    prepared = prepare(ground, cache_dir=tmp_path, workers=1, progress=False)
+    size = 10 * 4 * 101 * 101 * 4
+    assert allocated[0][0] == size and allocated[0][1] >= size  # written out, not a sparse file
+    np.testing.assert_allclose(prepared.images, _reference(ground), atol=1e-6)
