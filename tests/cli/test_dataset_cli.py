@@ -118,6 +118,8 @@ def _break(root, case):
         bad.write_bytes(bad.read_bytes()[:5000])
     elif case == "image not FITS":
         bad.write_text("not an image\n")
+    elif case == "empty image file":
+        bad.write_bytes(b"")
     else:
         fits.writeto(bad, np.zeros((64, 64), np.float32), overwrite=True)
     return bad
@@ -131,7 +133,7 @@ def _as_shown(text: str) -> list[str]:
 
 @pytest.mark.parametrize("case, workers", [
     ("empty folder", 1), ("no catalog", 1), ("no label column", 1), ("catalog not CSV", 1),
-    ("survey cannot be told", 1), ("truncated image", 2), ("image not FITS", 1),
+    ("survey cannot be told", 1), ("truncated image", 2), ("image not FITS", 1), ("empty image file", 2),
     ("other shape", 1), ("other shape, first file", 1),
 ])
 def test_prepare_bad_input_one_line_nothing_written(make_dataset, tmp_path, capsys, monkeypatch, case, workers):
@@ -197,3 +199,34 @@ def test_prepare_on_a_full_disk_exits_2_with_one_line(make_dataset, small_disk, 
     assert len(lines) == 1 and lines[0].startswith(f"lexactum dataset: error: no space left on {small_disk}")
     assert ("need 1.6 MB, 1.0 MB free" in lines[0]) == (when == "before")
     assert result.stdout == "" and list(small_disk.iterdir()) == []
+
+
+def test_odd_entries_are_skipped_by_info_and_prepare_alike(make_dataset, tmp_path):
+    """A named pipe (which used to hang prepare), a broken link and a link loop among the band files: both
+    commands leave those objects out with the same one warning line on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    root = make_dataset(survey="ground", n=6, layout="train")
+    dataset = ChallengeDataset(root)
+    odd = [dataset.band_paths[1][0], dataset.band_paths[3][2], dataset.band_paths[4][3]]
+    for path in odd:
+        path.unlink()
+    os.mkfifo(odd[0])
+    odd[1].symlink_to(tmp_path / "elsewhere.fits")
+    odd[2].symlink_to(odd[2].name)
+    runs = {}
+    for action in ("prepare", "info"):
+        argv = [sys.executable, "-m", "lexactum", "dataset", action, str(root), "--cache-dir", str(tmp_path / "c")]
+        runs[action] = subprocess.run(argv + (["--json"] if action == "info" else []),
+                                      capture_output=True, text=True, timeout=60)
+        assert runs[action].returncode == 0, runs[action].stderr
+    warnings = {action: _as_shown(run.stderr) for action, run in runs.items()}
+    assert warnings["prepare"] == warnings["info"] and len(warnings["info"]) == 1
+    assert warnings["info"][0].startswith(f"lexactum: warning: skipped 3 entries under {root} that cannot be read")
+    assert "prepared 3 objects" in runs["prepare"].stdout
+    report = json.loads(runs["info"].stdout)
+    assert report["objects"] == 3 and report["cache"]["state"] == "valid"
+    assert [e["path"] for e in report["skipped"]] == sorted(map(str, odd))
+    assert [e["id"] for e in report["incomplete"]] == [int(dataset.ids[k]) for k in (1, 3, 4)]

@@ -275,3 +275,25 @@ def test_file_systems_without_fallocate_get_zeros_written(ground, tmp_path, monk
     size = 10 * 4 * 101 * 101 * 4
     assert allocated[0][0] == size and allocated[0][1] >= size  # written out, not a sparse file
     np.testing.assert_allclose(prepared.images, _reference(ground), atol=1e-6)
+
+
+def test_unreadable_image_is_named(make_dataset, tmp_path, monkeypatch):
+    """A band file the user may not read (EACCES; simulated, as root reads anything): one line naming it."""
+    import builtins
+    import errno
+
+    from lexactum.data import fits as fits_reader
+
+    dataset = ChallengeDataset(make_dataset(survey="ground", n=4, layout="train"))
+    locked = str(dataset.band_paths[2][1])
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(fits_reader, "open", guarded_open, raising=False)
+    with pytest.raises(DataError) as info:
+        prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert str(info.value) == f"{locked}: cannot open (Permission denied)"
+    assert list(tmp_path.iterdir()) == []
