@@ -360,9 +360,16 @@ def skipped_text(root: Path, skipped: list[tuple[str, str]]) -> str:
 
 
 def warn_skipped(root: Path, skipped: list[tuple[str, str]]) -> None:
-    """One warning line (Python's logging; shown on stderr when nothing else is set up) for skipped entries."""
-    if skipped:
+    """One warning line (Python's logging; shown on stderr when nothing else is set up) for skipped entries,
+    once per process for the same folder and entries (a command may open its dataset more than once)."""
+    key = (str(root), tuple(skipped))
+    if skipped and key not in _WARNED:
+        _WARNED.add(key)
         logging.getLogger(__name__).warning("lexactum: warning: %s", skipped_text(root, skipped))
+
+
+#: The (folder, skipped entries) already warned about in this process.
+_WARNED: set[tuple[str, tuple]] = set()
 
 
 def _pick_survey(root: Path, wanted: SurveyFormat | None,
