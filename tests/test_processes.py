@@ -66,45 +66,65 @@ def _tagged(tag: str) -> list[int]:
     return found
 
 
-def _kill_once_started(argv: list[str], started: Path, env: dict) -> list[int]:
-    """Run ``argv``, kill -9 it once two workers have started, and return the tagged processes left after
-    they had a few seconds to go (those are then killed, so that a failing test leaves nothing either)."""
+#: Starts the rest of the command line with Ctrl-C handled as in a terminal, even where this test runs with
+#: SIGINT ignored (a shell's background job), which a child would inherit.
+WITH_CTRL_C = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def _stop_once_started(argv: list[str], started: Path, how: signal.Signals = signal.SIGKILL,
+                       ) -> tuple[list[int], subprocess.Popen, str]:
+    """Run ``argv``; once two workers have started, kill -9 it, or send ``how`` to its whole process group
+    (as a terminal's Ctrl-C does); return the tagged processes left after a few seconds (then killed, so a
+    failing test leaves nothing either), the process, and its stderr."""
     tag = uuid.uuid4().hex
     started.mkdir()
-    proc = subprocess.Popen(argv, env=dict(env, LEXACTUM_TEST_TAG=tag, STARTED=str(started)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while len(list(started.iterdir())) < 2:
-            assert proc.poll() is None, f"the command ended (status {proc.returncode}) before its workers started"
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.05)
-        assert len(_tagged(tag)) >= 3  # the command and its workers at least
-    finally:
-        proc.kill()
-        proc.wait()
-    deadline = time.monotonic() + 10
-    while (left := _tagged(tag)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    return left
+    env = dict(os.environ, LEXACTUM_TEST_TAG=tag, STARTED=str(started))
+    with open(started.parent / "stderr.txt", "w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, sys.executable, *argv], env=env,
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 120
+            while len(list(started.iterdir())) < 2:
+                assert proc.poll() is None, f"the command ended (status {proc.returncode}) before its workers started"
+                assert time.monotonic() < deadline, "the workers did not start"
+                time.sleep(0.05)
+            assert len(_tagged(tag)) >= 3  # the command and its workers at least
+            if how == signal.SIGKILL:
+                proc.kill()
+            else:
+                os.killpg(proc.pid, how)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+        deadline = time.monotonic() + 10
+        while (left := _tagged(tag)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        stderr.seek(0)
+        return left, proc, stderr.read()
 
 
 @pytest.mark.parametrize("kind, method", [("executor", "forkserver"), ("pool", "fork"), ("pool", "spawn")])
 def test_workers_die_with_their_parent(tmp_path, kind, method):
     script = tmp_path / "pool_driver.py"
     script.write_text(POOL_DRIVER)
-    left = _kill_once_started([sys.executable, str(script), kind, method, str(tmp_path / "started")],
-                              tmp_path / "started", dict(os.environ))
+    left, _, _ = _stop_once_started([str(script), kind, method, str(tmp_path / "started")], tmp_path / "started")
     assert left == [], "processes left after kill -9"
 
 
-def test_killed_prepare_leaves_no_process(make_dataset, tmp_path):
-    """kill -9 of ``dataset prepare --workers 2``: the workers, the forkserver and the resource tracker go."""
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
+def test_stopped_prepare_leaves_no_process(make_dataset, tmp_path, how):
+    """kill -9 of ``dataset prepare --workers 2``: the workers, the forkserver and the resource tracker go.
+    Ctrl-C: the command stops at once (its workers killed, not waited for) with one line."""
     root = make_dataset(survey="space", n=6, layout="train")
     (tmp_path / "prepare_driver.py").write_text(PREPARE_DRIVER)
-    argv = [sys.executable, str(tmp_path / "prepare_driver.py"), "dataset", "prepare", str(root),
+    argv = [str(tmp_path / "prepare_driver.py"), "dataset", "prepare", str(root),
             "--cache-dir", str(tmp_path / "cache"), "--workers", "2"]
-    left = _kill_once_started(argv, tmp_path / "started", dict(os.environ))
-    assert left == [], "processes left after kill -9"
+    left, proc, stderr = _stop_once_started(argv, tmp_path / "started", how)
+    assert left == [], "processes left"
+    if how == signal.SIGINT:
+        assert proc.returncode == 130 and stderr.strip().splitlines() == ["lexactum dataset: interrupted"]
+        assert list((tmp_path / "cache").iterdir()) == []

@@ -37,6 +37,15 @@ def executor(max_workers: int, method: str | None = None, preload: tuple[str, ..
     return ProcessPoolExecutor(max_workers, mp_context=context, initializer=die_with, initargs=(os.getpid(),))
 
 
+def stop(executor) -> None:
+    """Shut ``executor`` down now (after an error or Ctrl-C): its workers are killed rather than waited for,
+    since each may hold another queued task and take long to finish it."""
+    workers = list((getattr(executor, "_processes", None) or {}).values())  # no public handle before 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.kill()
+
+
 def pool(processes: int, method: str | None = None, preload: tuple[str, ...] = ()):
     """A ``multiprocessing.Pool`` whose workers die with this process (``method`` as for :func:`executor`)."""
     return _context(method, preload).Pool(processes, initializer=die_with, initargs=(os.getpid(),))

@@ -287,7 +287,7 @@ def _prepare_chunk(task) -> int:
 def _run_parallel(tasks: list, n_workers: int, bar) -> None:
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    from lexactum.processes import executor
+    from lexactum.processes import executor, stop
 
     with executor(n_workers, preload=("lexactum.data.cache", "lexactum.data.normalise", "lexactum.data.fits")) as pool:
         futures = {pool.submit(_prepare_chunk, task) for task in tasks}
@@ -297,7 +297,7 @@ def _run_parallel(tasks: list, n_workers: int, bar) -> None:
                 for future in done:
                     bar.update(future.result())
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop(pool)
             raise
 
 
