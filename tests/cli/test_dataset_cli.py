@@ -230,3 +230,29 @@ def test_odd_entries_are_skipped_by_info_and_prepare_alike(make_dataset, tmp_pat
     assert report["objects"] == 3 and report["cache"]["state"] == "valid"
     assert [e["path"] for e in report["skipped"]] == sorted(map(str, odd))
     assert [e["id"] for e in report["incomplete"]] == [int(dataset.ids[k]) for k in (1, 3, 4)]
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """An existing folder mounted read-only (root ignores permission bits; skips where mounting is refused)."""
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    bound = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount a folder here: {bound.stderr.strip() or bound.returncode}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_prepare_into_a_read_only_cache_folder_is_one_line(make_dataset, read_only_folder, capsys):
+    root = make_dataset(survey="space", n=3, layout="train")
+    assert main(["dataset", "prepare", str(root), "--cache-dir", str(read_only_folder), "--workers", "1"]) == 2
+    lines = _as_shown(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"lexactum dataset: error: {read_only_folder}: cannot write the prepared dataset: "
+                               "Read-only file system")
