@@ -51,6 +51,21 @@ if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
 """
 
+#: ``lexactum simulate`` whose objects take a long time once their worker marked its start.
+SIMULATE_DRIVER = """
+import os, sys, time
+from lexactum.simulate import writer
+
+def slow_object(task):
+    open(os.path.join(os.environ["STARTED"], f"started-{os.getpid()}"), "w").close()
+    time.sleep(600)
+
+if __name__ == "__main__":
+    writer.simulate_object = slow_object  # the workers are forked: they see it
+    from lexactum.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
 
 def _tagged(tag: str) -> list[int]:
     """Process IDs whose environment holds ``LEXACTUM_TEST_TAG=tag`` (the command and all it started)."""
@@ -128,3 +143,11 @@ def test_stopped_prepare_leaves_no_process(make_dataset, tmp_path, how):
     if how == signal.SIGINT:
         assert proc.returncode == 130 and stderr.strip().splitlines() == ["lexactum dataset: interrupted"]
         assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_killed_simulate_leaves_no_process(tmp_path):
+    (tmp_path / "simulate_driver.py").write_text(SIMULATE_DRIVER)
+    argv = [str(tmp_path / "simulate_driver.py"), "simulate", "--survey", "space", "--n", "8",
+            "--out", str(tmp_path / "out"), "--workers", "2"]
+    left, _, _ = _stop_once_started(argv, tmp_path / "started")
+    assert left == [], "processes left after kill -9"

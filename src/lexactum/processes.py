@@ -76,7 +76,9 @@ def die_with(pid: int) -> None:
 
 def _watch(pid: int, handle: int | None) -> None:
     if handle is not None:
-        select.select([handle], [], [])  # readable once the process has ended
+        watch = select.poll()
+        watch.register(handle, select.POLLIN)
+        watch.poll()  # returns once the process has ended
     else:
         while _alive(pid):
             time.sleep(POLL_SECONDS)
