@@ -224,9 +224,9 @@ def test_too_little_space_is_refused_before_any_work(make_dataset, tmp_path, mon
 
 
 @pytest.mark.parametrize("fault", ["allocation", "worker write", "index write"])
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds the file of a descriptor in /proc")
 def test_an_os_error_while_building_is_one_line_and_nothing_is_left(make_dataset, tmp_path, monkeypatch, fault):
     import errno
-    from pathlib import Path
 
     dataset = ChallengeDataset(make_dataset(survey="space", n=6, layout="train"))
     folder = tmp_path / "cache"
@@ -236,20 +236,20 @@ def test_an_os_error_while_building_is_one_line_and_nothing_is_left(make_dataset
     elif fault == "worker write":
         monkeypatch.setattr(cache, "_prepare_chunk", lambda task: (_ for _ in ()).throw(no_space))
     else:
-        real_write = Path.write_text
+        real_fsync = os.fsync
 
-        def failing_write(self, text, *args, **kwargs):
-            if self.name == cache.INDEX_FILE:
-                raise OSError(errno.EIO, "Input/output error", str(self))
-            return real_write(self, text, *args, **kwargs)
+        def failing_fsync(fd):
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(cache.INDEX_FILE):
+                raise OSError(errno.EIO, "Input/output error")
+            return real_fsync(fd)
 
-        monkeypatch.setattr(Path, "write_text", failing_write)
+        monkeypatch.setattr(cache.os, "fsync", failing_fsync)
     with pytest.raises(LexactumError) as info:
         prepare(dataset, cache_dir=folder, workers=1, progress=False)
     message = str(info.value)
     assert "\n" not in message and str(folder) in message
     if fault == "index write":
-        assert message.startswith(f"{folder}: cannot write the prepared dataset: Input/output error")
+        assert message == f"{folder}: cannot write the prepared dataset: Input/output error"
     else:
         assert message.startswith(f"no space left on {folder} while preparing the dataset (244.8 kB needed")
     assert list(folder.iterdir()) == []  # the temporary folder is gone
@@ -297,3 +297,49 @@ def test_unreadable_image_is_named(make_dataset, tmp_path, monkeypatch):
         prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
     assert str(info.value) == f"{locked}: cannot open (Permission denied)"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds the file of a descriptor in /proc")
+def test_cache_is_on_disk_before_it_is_renamed_into_place(make_dataset, tmp_path, monkeypatch):
+    """A power cut after the rename must not leave an index vouching for images still only in memory."""
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(cache.os, "fsync",
+                        lambda fd: events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+                        or real_fsync(fd))
+    monkeypatch.setattr(cache.os, "replace", lambda a, b: events.append(("rename", None)) or real_replace(a, b))
+    prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert events == [("fsync", cache.IMAGES_FILE), ("fsync", cache.INDEX_FILE), ("rename", None)]
+
+
+@pytest.mark.parametrize("damage", ["shape not numbers", "fewer ids than images", "index is a named pipe"])
+def test_damaged_index_means_rebuild_never_a_crash(make_dataset, tmp_path, damage):
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    first = prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    index_file = first.path / cache.INDEX_FILE
+    index = json.loads(index_file.read_text())
+    if damage == "index is a named pipe":
+        index_file.unlink()
+        os.mkfifo(index_file)
+    else:
+        if damage == "shape not numbers":
+            index["shape"] = ["3", 1, 101, 101]
+        else:
+            index["ids"] = index["ids"][:2]
+        index_file.write_text(json.dumps(index))
+    assert cache_status(dataset, cache_dir=tmp_path)["state"] == ("missing" if "pipe" in damage else "stale")
+    with pytest.raises(DataError, match="not a prepared dataset"):
+        open_prepared(first.path)
+    again = prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert not again.reused and again.ids.tolist() == dataset.ids.tolist()
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
+
+
+def test_abandoned_temporary_file_is_removed(make_dataset, tmp_path):
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    folder = cache.cache_path(dataset, cache_dir=tmp_path)
+    leftover = tmp_path / f".{folder.name}.old-deadbeef"
+    leftover.write_bytes(b"half a cache")  # not a folder: a file of that name
+    prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert not leftover.exists()

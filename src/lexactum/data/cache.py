@@ -8,6 +8,7 @@ reused while the dataset's files (names, sizes, times), the normalisation and th
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -160,8 +161,12 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
         tmp.mkdir()
         _allocate(tmp / IMAGES_FILE, n_bytes)
         _fill(dataset, tmp / IMAGES_FILE, tuple(index["shape"]), normalisation, mask, workers, progress)
+        _sync(tmp / IMAGES_FILE)  # on disk before the index says so: no zeros taken for images after a crash
         index["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        (tmp / INDEX_FILE).write_text(json.dumps(index))
+        with open(tmp / INDEX_FILE, "w") as fh:
+            fh.write(json.dumps(index))
+            fh.flush()
+            os.fsync(fh.fileno())
         _swap_into_place(tmp, folder)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -245,6 +250,15 @@ def _allocate(path: Path, n_bytes: int) -> None:
             fh.write(block)
         fh.write(block[:n_bytes % len(block)])
         fh.flush()
+
+
+def _sync(path: Path) -> None:
+    """Write ``path``'s pages (written through memory maps, by any process) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _os_error_line(exc: OSError, folder: Path, n_bytes: int) -> str:
@@ -335,11 +349,21 @@ def _stale_reason(folder: Path, dataset: ChallengeDataset, normalisation: str, m
 
 
 def _read_index(folder: Path) -> dict | None:
+    """The index of the cache in ``folder`` when it is a readable, well-formed one; else None (then the
+    cache is rebuilt, or refused by :func:`open_prepared`), whatever the folder holds."""
+    path = Path(folder) / INDEX_FILE
     try:
-        index = json.loads((Path(folder) / INDEX_FILE).read_text())
+        if not path.is_file():  # nothing, or something never to open (a named pipe would block)
+            return None
+        index = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return index if isinstance(index, dict) and {"ids", "labels", "shape", "survey"} <= set(index) else None
+    if not isinstance(index, dict) or not {"ids", "labels", "shape", "survey"} <= set(index):
+        return None
+    shape, ids, labels = index["shape"], index["ids"], index["labels"]
+    well_formed = (isinstance(shape, list) and len(shape) == 4 and all(type(n) is int and n > 0 for n in shape)
+                   and isinstance(ids, list) and isinstance(labels, list) and len(ids) == len(labels) == shape[0])
+    return index if well_formed else None
 
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:
@@ -371,7 +395,11 @@ def _remove_abandoned(folder: Path) -> None:
         parts = leftover.name[len(folder.name) + 2:].split("-")
         if parts[0] == "tmp" and len(parts) == 3 and parts[1].isdigit() and _process_alive(int(parts[1])):
             continue
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def _process_alive(pid: int) -> bool:
