@@ -256,3 +256,13 @@ def test_prepare_into_a_read_only_cache_folder_is_one_line(make_dataset, read_on
     assert len(lines) == 1
     assert lines[0].startswith(f"lexactum dataset: error: {read_only_folder}: cannot write the prepared dataset: "
                                "Read-only file system")
+
+
+def test_prepare_refuses_zero_workers_before_any_work(make_dataset, tmp_path, capsys, monkeypatch):
+    from lexactum.data import cache
+
+    monkeypatch.setattr(cache, "_allocate", lambda *args: pytest.fail("work started"))
+    root = make_dataset(survey="space", n=3, layout="train")
+    assert main(["dataset", "prepare", str(root), "--cache-dir", str(tmp_path / "c"), "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "lexactum dataset: error: --workers must be 1 or more, not 0"
+    assert not (tmp_path / "c").exists()

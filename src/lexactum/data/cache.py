@@ -116,6 +116,8 @@ def prepare(dataset: ChallengeDataset | str | os.PathLike, normalisation: str = 
     if not isinstance(dataset, ChallengeDataset):
         dataset = ChallengeDataset(dataset)
     get_normalisation(normalisation)  # an unknown name fails before any work
+    if workers is not None and workers < 1:
+        raise LexactumError(f"--workers must be 1 or more, not {workers}")
     folder = cache_path(dataset, normalisation, mask, cache_dir)
     if (folder / INDEX_FILE).is_file() and _stale_reason(folder, dataset, normalisation, mask) is None:
         return open_prepared(folder, reused=True)
@@ -316,8 +318,6 @@ def _run_parallel(tasks: list, n_workers: int, bar) -> None:
 
 
 def _worker_count(workers: int | None, n_chunks: int) -> int:
-    if workers is not None and workers < 1:
-        raise LexactumError(f"workers must be 1 or more, not {workers}")
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(workers or available, n_chunks))
 
