@@ -65,3 +65,18 @@ def test_entries_that_are_no_files_are_skipped_with_one_warning(tmp_path, caplog
     assert f"{tmp_path / 'cand_4.fits'} (a broken symbolic link to {tmp_path / 'moved' / 'cand_4.fits'})" in message
     with pytest.raises(DataError, match="cand_3.fits: cannot be read as a FITS file \\(a named pipe"):
         read_single_object(str(tmp_path / "cand_3.fits"), n_bands=1)
+
+
+def test_predict_input_in_the_challenge_layout_skips_the_same_entries(make_dataset, caplog):
+    """``predict`` opens its input with open_cutouts: a broken band link is skipped as in ``dataset info``."""
+    from lexactum.data.cutouts import open_cutouts
+    from lexactum.data.layouts import ChallengeDataset
+
+    root = make_dataset(survey="space", n=4, layout="test")
+    broken = ChallengeDataset(root).band_paths[1][0]
+    broken.unlink()
+    broken.symlink_to(broken.with_name("moved.fits"))
+    with caplog.at_level("WARNING", logger="lexactum.data.layouts"):
+        source = open_cutouts(root)
+    assert isinstance(source, ChallengeDataset) and 100001 not in source.ids.tolist() and len(source) == 3
+    assert len(caplog.records) == 1 and f"{broken} (a broken symbolic link to" in caplog.records[0].getMessage()
