@@ -90,36 +90,41 @@ WITH_CTRL_C = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_
 def _stop_once_started(argv: list[str], started: Path, how: signal.Signals = signal.SIGKILL,
                        ) -> tuple[list[int], subprocess.Popen, str]:
     """Run ``argv``; once two workers have started, kill -9 it, or send ``how`` to its whole process group
-    (as a terminal's Ctrl-C does); return the tagged processes left after a few seconds (then killed, so a
-    failing test leaves nothing either), the process, and its stderr."""
+    (as a terminal's Ctrl-C does); return the tagged processes left after a few seconds (then killed, also
+    when this fails, so that a failing test leaves nothing either), the process, and its stderr."""
     tag = uuid.uuid4().hex
     started.mkdir()
     env = dict(os.environ, LEXACTUM_TEST_TAG=tag, STARTED=str(started))
     with open(started.parent / "stderr.txt", "w+") as stderr:
         proc = subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, sys.executable, *argv], env=env,
                                 stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        left = []
         try:
-            deadline = time.monotonic() + 120
-            while len(list(started.iterdir())) < 2:
-                assert proc.poll() is None, f"the command ended (status {proc.returncode}) before its workers started"
-                assert time.monotonic() < deadline, "the workers did not start"
-                time.sleep(0.05)
-            assert len(_tagged(tag)) >= 3  # the command and its workers at least
+            _wait_for_workers(proc, started, tag)
             if how == signal.SIGKILL:
                 proc.kill()
             else:
                 os.killpg(proc.pid, how)
             proc.wait(timeout=30)
+            deadline = time.monotonic() + 10
+            while (left := _tagged(tag)) and time.monotonic() < deadline:
+                time.sleep(0.1)
         finally:
             proc.kill()
             proc.wait()
-        deadline = time.monotonic() + 10
-        while (left := _tagged(tag)) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
+            for pid in _tagged(tag):
+                os.kill(pid, signal.SIGKILL)
         stderr.seek(0)
         return left, proc, stderr.read()
+
+
+def _wait_for_workers(proc: subprocess.Popen, started: Path, tag: str) -> None:
+    deadline = time.monotonic() + 120
+    while len(list(started.iterdir())) < 2:
+        assert proc.poll() is None, f"the command ended (status {proc.returncode}) before its workers started"
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    assert len(_tagged(tag)) >= 3  # the command and its workers at least
 
 
 @pytest.mark.parametrize("kind, method", [("executor", "forkserver"), ("pool", "fork"), ("pool", "spawn")])
