@@ -118,6 +118,8 @@ def _break(root, case):
         bad.write_bytes(bad.read_bytes()[:5000])
     elif case == "image not FITS":
         bad.write_text("not an image\n")
+    elif case == "empty image file":
+        bad.write_bytes(b"")
     else:
         fits.writeto(bad, np.zeros((64, 64), np.float32), overwrite=True)
     return bad
@@ -131,7 +133,7 @@ def _as_shown(text: str) -> list[str]:
 
 @pytest.mark.parametrize("case, workers", [
     ("empty folder", 1), ("no catalog", 1), ("no label column", 1), ("catalog not CSV", 1),
-    ("survey cannot be told", 1), ("truncated image", 2), ("image not FITS", 1),
+    ("survey cannot be told", 1), ("truncated image", 2), ("image not FITS", 1), ("empty image file", 2),
     ("other shape", 1), ("other shape, first file", 1),
 ])
 def test_prepare_bad_input_one_line_nothing_written(make_dataset, tmp_path, capsys, monkeypatch, case, workers):
@@ -153,3 +155,114 @@ def test_prepare_bad_input_one_line_nothing_written(make_dataset, tmp_path, caps
         assert "64x64" in lines[0]
     assert captured.out == ""
     assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on a 1 MB tmpfs (skips where this machine refuses to mount one)."""
+    import subprocess
+
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+#: Runs the command line; with 'during', the space check sees a huge free space, so that the disk fills up
+#: while the cache is written.
+FULL_DISK_DRIVER = """
+import shutil, sys
+if sys.argv[1] == "during":
+    real_usage = shutil.disk_usage
+    shutil.disk_usage = lambda path: real_usage(path)._replace(free=10**12)
+from lexactum.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("when", ["before", "during"])
+def test_prepare_on_a_full_disk_exits_2_with_one_line(make_dataset, small_disk, when):
+    """A real full file system as --cache-dir: exit 2 (no bus error), one line, no temporary folder left."""
+    import subprocess
+    import sys
+
+    root = make_dataset(survey="space", n=40, layout="train")  # 1.6 MB of images for 1 MB of disk
+    argv = [sys.executable, "-c", FULL_DISK_DRIVER, when, "dataset", "prepare", str(root),
+            "--cache-dir", str(small_disk), "--workers", "2"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = _as_shown(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith(f"lexactum dataset: error: no space left on {small_disk}")
+    assert ("need 1.6 MB, 1.0 MB free" in lines[0]) == (when == "before")
+    assert result.stdout == "" and list(small_disk.iterdir()) == []
+
+
+def test_odd_entries_are_skipped_by_info_and_prepare_alike(make_dataset, tmp_path):
+    """A named pipe (which used to hang prepare), a broken link and a link loop among the band files: both
+    commands leave those objects out with the same one warning line on stderr."""
+    import os
+    import subprocess
+    import sys
+
+    root = make_dataset(survey="ground", n=6, layout="train")
+    dataset = ChallengeDataset(root)
+    odd = [dataset.band_paths[1][0], dataset.band_paths[3][2], dataset.band_paths[4][3]]
+    for path in odd:
+        path.unlink()
+    os.mkfifo(odd[0])
+    odd[1].symlink_to(tmp_path / "elsewhere.fits")
+    odd[2].symlink_to(odd[2].name)
+    runs = {}
+    for action in ("prepare", "info"):
+        argv = [sys.executable, "-m", "lexactum", "dataset", action, str(root), "--cache-dir", str(tmp_path / "c")]
+        runs[action] = subprocess.run(argv + (["--json"] if action == "info" else []),
+                                      capture_output=True, text=True, timeout=60)
+        assert runs[action].returncode == 0, runs[action].stderr
+    warnings = {action: _as_shown(run.stderr) for action, run in runs.items()}
+    assert warnings["prepare"] == warnings["info"] and len(warnings["info"]) == 1
+    assert warnings["info"][0].startswith(f"lexactum: warning: skipped 3 entries under {root} that cannot be read")
+    assert "prepared 3 objects" in runs["prepare"].stdout
+    report = json.loads(runs["info"].stdout)
+    assert report["objects"] == 3 and report["cache"]["state"] == "valid"
+    assert [e["path"] for e in report["skipped"]] == sorted(map(str, odd))
+    assert [e["id"] for e in report["incomplete"]] == [int(dataset.ids[k]) for k in (1, 3, 4)]
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """An existing folder mounted read-only (root ignores permission bits; skips where mounting is refused)."""
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    bound = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount a folder here: {bound.stderr.strip() or bound.returncode}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_prepare_into_a_read_only_cache_folder_is_one_line(make_dataset, read_only_folder, capsys):
+    root = make_dataset(survey="space", n=3, layout="train")
+    assert main(["dataset", "prepare", str(root), "--cache-dir", str(read_only_folder), "--workers", "1"]) == 2
+    lines = _as_shown(capsys.readouterr().err)
+    assert len(lines) == 1
+    assert lines[0].startswith(f"lexactum dataset: error: {read_only_folder}: cannot write the prepared dataset: "
+                               "Read-only file system")
+
+
+def test_prepare_refuses_zero_workers_before_any_work(make_dataset, tmp_path, capsys, monkeypatch):
+    from lexactum.data import cache
+
+    monkeypatch.setattr(cache, "_allocate", lambda *args: pytest.fail("work started"))
+    root = make_dataset(survey="space", n=3, layout="train")
+    assert main(["dataset", "prepare", str(root), "--cache-dir", str(tmp_path / "c"), "--workers", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "lexactum dataset: error: --workers must be 1 or more, not 0"
+    assert not (tmp_path / "c").exists()

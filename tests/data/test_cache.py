@@ -13,7 +13,7 @@ from lexactum.data import cache
 from lexactum.data.cache import cache_root, cache_status, open_prepared, prepare
 from lexactum.data.layouts import ChallengeDataset
 from lexactum.data.normalise import normalise
-from lexactum.errors import DataError
+from lexactum.errors import DataError, LexactumError
 
 
 @pytest.fixture
@@ -205,3 +205,141 @@ def test_real_ground_samples_masked_pixels(samples, tmp_path):
             expected = ZScaleInterval()(np.where(masked, np.float32(0.0), raw))
             np.testing.assert_allclose(prepared.images[k, band], expected, rtol=0, atol=1e-6, err_msg=str(path))
     assert n_masked >= 49 + 212  # two U-band sample files carry masks
+
+
+def test_too_little_space_is_refused_before_any_work(make_dataset, tmp_path, monkeypatch):
+    """The size is known beforehand: one line with what is needed and what is free, nothing written."""
+    import shutil
+
+    dataset = ChallengeDataset(make_dataset(survey="space", n=40, layout="train"))
+    real_usage = shutil.disk_usage
+    monkeypatch.setattr(cache.shutil, "disk_usage", lambda path: real_usage(path)._replace(free=1000))
+    monkeypatch.setattr(cache, "_prepare_chunk", lambda task: pytest.fail("work started"))
+    with pytest.raises(LexactumError) as info:
+        prepare(dataset, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    message = str(info.value)
+    assert message.startswith(f"no space left on {tmp_path / 'cache'}") and "\n" not in message
+    assert "need 1.6 MB, 1.0 kB free" in message  # 40 x 101 x 101 float32, plus the index
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+@pytest.mark.parametrize("fault", ["allocation", "worker write", "index write"])
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds the file of a descriptor in /proc")
+def test_an_os_error_while_building_is_one_line_and_nothing_is_left(make_dataset, tmp_path, monkeypatch, fault):
+    import errno
+
+    dataset = ChallengeDataset(make_dataset(survey="space", n=6, layout="train"))
+    folder = tmp_path / "cache"
+    no_space = OSError(errno.ENOSPC, "No space left on device")
+    if fault == "allocation":
+        monkeypatch.setattr(cache.os, "posix_fallocate", lambda *args: (_ for _ in ()).throw(no_space))
+    elif fault == "worker write":
+        monkeypatch.setattr(cache, "_prepare_chunk", lambda task: (_ for _ in ()).throw(no_space))
+    else:
+        real_fsync = os.fsync
+
+        def failing_fsync(fd):
+            if os.readlink(f"/proc/self/fd/{fd}").endswith(cache.INDEX_FILE):
+                raise OSError(errno.EIO, "Input/output error")
+            return real_fsync(fd)
+
+        monkeypatch.setattr(cache.os, "fsync", failing_fsync)
+    with pytest.raises(LexactumError) as info:
+        prepare(dataset, cache_dir=folder, workers=1, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and str(folder) in message
+    if fault == "index write":
+        assert message == f"{folder}: cannot write the prepared dataset: Input/output error"
+    else:
+        assert message.startswith(f"no space left on {folder} while preparing the dataset (244.8 kB needed")
+    assert list(folder.iterdir()) == []  # the temporary folder is gone
+
+
+def test_file_systems_without_fallocate_get_zeros_written(ground, tmp_path, monkeypatch):
+    import errno
+
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(cache.os, "posix_fallocate", unsupported)
+    monkeypatch.setattr(cache, "ZERO_BLOCK", 100_000)  # several blocks and a partial one
+    allocated = []
+    real_allocate = cache._allocate
+
+    def watched(path, n_bytes):
+        real_allocate(path, n_bytes)
+        allocated.append((path.stat().st_size, path.stat().st_blocks * 512))
+
+    monkeypatch.setattr(cache, "_allocate", watched)
+    prepared = prepare(ground, cache_dir=tmp_path, workers=1, progress=False)
+    size = 10 * 4 * 101 * 101 * 4
+    assert allocated[0][0] == size and allocated[0][1] >= size  # written out, not a sparse file
+    np.testing.assert_allclose(prepared.images, _reference(ground), atol=1e-6)
+
+
+def test_unreadable_image_is_named(make_dataset, tmp_path, monkeypatch):
+    """A band file the user may not read (EACCES; simulated, as root reads anything): one line naming it."""
+    import builtins
+    import errno
+
+    from lexactum.data import fits as fits_reader
+
+    dataset = ChallengeDataset(make_dataset(survey="ground", n=4, layout="train"))
+    locked = str(dataset.band_paths[2][1])
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(fits_reader, "open", guarded_open, raising=False)
+    with pytest.raises(DataError) as info:
+        prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert str(info.value) == f"{locked}: cannot open (Permission denied)"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="finds the file of a descriptor in /proc")
+def test_cache_is_on_disk_before_it_is_renamed_into_place(make_dataset, tmp_path, monkeypatch):
+    """A power cut after the rename must not leave an index vouching for images still only in memory."""
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(cache.os, "fsync",
+                        lambda fd: events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+                        or real_fsync(fd))
+    monkeypatch.setattr(cache.os, "replace", lambda a, b: events.append(("rename", None)) or real_replace(a, b))
+    prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert events == [("fsync", cache.IMAGES_FILE), ("fsync", cache.INDEX_FILE), ("rename", None)]
+
+
+@pytest.mark.parametrize("damage", ["shape not numbers", "fewer ids than images", "index is a named pipe"])
+def test_damaged_index_means_rebuild_never_a_crash(make_dataset, tmp_path, damage):
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    first = prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    index_file = first.path / cache.INDEX_FILE
+    index = json.loads(index_file.read_text())
+    if damage == "index is a named pipe":
+        index_file.unlink()
+        os.mkfifo(index_file)
+    else:
+        if damage == "shape not numbers":
+            index["shape"] = ["3", 1, 101, 101]
+        else:
+            index["ids"] = index["ids"][:2]
+        index_file.write_text(json.dumps(index))
+    assert cache_status(dataset, cache_dir=tmp_path)["state"] == ("missing" if "pipe" in damage else "stale")
+    with pytest.raises(DataError, match="not a prepared dataset"):
+        open_prepared(first.path)
+    again = prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert not again.reused and again.ids.tolist() == dataset.ids.tolist()
+    np.testing.assert_array_equal(np.asarray(again.images), np.asarray(first.images))
+
+
+def test_abandoned_temporary_file_is_removed(make_dataset, tmp_path):
+    dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
+    folder = cache.cache_path(dataset, cache_dir=tmp_path)
+    leftover = tmp_path / f".{folder.name}.old-deadbeef"
+    leftover.write_bytes(b"half a cache")  # not a folder: a file of that name
+    prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
+    assert not leftover.exists()

@@ -247,3 +247,77 @@ def test_odd_first_band_is_the_file_named(make_dataset):
     message = _one_line_error(lambda: dataset.read(0), odd, "64x64")
     assert str(dataset.band_paths[0][1]) not in message
     assert dataset.read(1).shape == (4, 101, 101)
+
+
+def _make_odd(path: Path, odd: str) -> str:
+    """Put an entry of kind ``odd`` at ``path`` (removed first); returns the reason the scan must give."""
+    path.unlink()
+    if odd == "broken link":
+        path.symlink_to(path.parent / "gone.fits")
+        return f"a broken symbolic link to {path.parent / 'gone.fits'}"
+    if odd == "link loop":
+        path.symlink_to(path.name)
+        return "a symbolic link loop"
+    if odd == "named pipe":
+        os.mkfifo(path)
+        return "a named pipe (FIFO), not a file"
+    path.mkdir()
+    return "a folder, not a file"
+
+
+@pytest.mark.parametrize("odd", ["broken link", "link loop", "named pipe", "folder"])
+def test_band_entry_that_is_no_file_is_skipped_with_one_warning(make_dataset, tmp_path, caplog, odd):
+    """Like a missing band file: its object is incomplete, one warning names the entry, nothing opens it."""
+    from lexactum.data.cache import prepare
+
+    root = make_dataset(survey="ground", n=4, layout="train")
+    before = ChallengeDataset(root)
+    path = before.band_paths[2][1]
+    reason = _make_odd(path, odd)
+    with caplog.at_level("WARNING", logger="lexactum.data.layouts"):
+        dataset = ChallengeDataset(root)
+    assert dataset.ids.tolist() == before.ids[[0, 1, 3]].tolist()
+    assert dataset.incomplete == [(int(before.ids[2]), path)]
+    assert dataset.skipped == [(str(path), reason)]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"lexactum: warning: skipped 1 entry under {root} that cannot be read as files: {path} ({reason})"]
+    assert len(prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)) == 3  # no hang on a pipe
+
+
+def test_broken_links_of_other_names_are_reported_hidden_ones_ignored(make_dataset, caplog):
+    root = make_dataset(survey="space", n=3, layout="train")
+    (root / "Data.9").symlink_to(root / "unmounted")  # a folder of images that is not there
+    (root / "loop").symlink_to("loop")
+    (root / ".#classifications.csv").symlink_to("user@host.123")  # an editor's lock file
+    with caplog.at_level("WARNING", logger="lexactum.data.layouts"):
+        dataset = ChallengeDataset(root)
+        ChallengeDataset(root)  # a command opening its dataset again (train does) warns once
+    assert len(dataset) == 3
+    assert dataset.skipped == [(str(root / "Data.9"), f"a broken symbolic link to {root / 'unmounted'}"),
+                               (str(root / "loop"), "a symbolic link loop")]
+    assert len(caplog.records) == 1 and "skipped 2 entries" in caplog.records[0].getMessage()
+
+
+def test_when_skipped_entries_leave_nothing_the_error_says_so(make_dataset):
+    root = make_dataset(survey="space", n=2, layout="train")
+    for path in [p for paths in ChallengeDataset(root).band_paths for p in paths]:
+        _make_odd(path, "broken link")
+    message = _one_line_error(lambda: ChallengeDataset(root), root, "cannot tell the survey")
+    assert "; skipped 2 entries under" in message and "broken symbolic link" in message
+
+
+def test_unlistable_folder_and_vanished_file_are_one_line(make_dataset, monkeypatch):
+    root = make_dataset(survey="space", n=3, layout="train")
+    dataset = ChallengeDataset(root)
+    gone = dataset.band_paths[1][0]
+    gone.unlink()  # after the scan: the fingerprint (cache validity) meets it
+    _one_line_error(dataset.fingerprint, gone, "No such file or directory")
+    real_scandir = os.scandir
+
+    def refusing(path="."):
+        if Path(path) == root:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)  # root ignores permissions: simulated
+    _one_line_error(lambda: ChallengeDataset(root), root, "cannot list folder (Permission denied)")

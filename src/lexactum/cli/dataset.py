@@ -37,7 +37,8 @@ def add_parser(subparsers, formatter_class) -> None:
     info = actions.add_parser(
         "info", help="survey, layout, counts of objects and lenses, problems, cache state",
         description="Describe a dataset folder: survey, layout, objects, lenses, objects left out (missing "
-                    "band files, no catalog row), catalog IDs without images, and the state of its cache.",
+                    "band files, no catalog row), entries skipped (broken links, named pipes...), catalog IDs "
+                    "without images, and the state of its cache.",
         epilog=INFO_EPILOG, formatter_class=formatter_class,
     )
     _common(info)
@@ -82,6 +83,7 @@ def describe(dataset, normalisation: str = "zscale", mask: bool = True, cache_di
         "non_lenses": int((labels == 0).sum()),
         "incomplete": _missing_by_object(dataset.incomplete),
         "unlabelled": [int(i) for i in dataset.unlabelled],
+        "skipped": [{"path": path, "reason": reason} for path, reason in dataset.skipped],
         "missing_images": {"count": len(dataset.missing_images),
                            "examples": [int(i) for i in dataset.missing_images[:SHOWN]]},
         "cache": cache_status(dataset, normalisation, mask, cache_dir),
@@ -112,6 +114,7 @@ def run_info(args) -> int:
     unlabelled = report["unlabelled"]
     missing = report["missing_images"]
     cache = report["cache"]
+    skipped = report["skipped"]
     lines = [
         f"dataset      {report['path']}",
         f"survey       {report['survey']} ({len(report['bands'])} band{'s' * (len(report['bands']) > 1)}: "
@@ -121,6 +124,9 @@ def run_info(args) -> int:
         f"incomplete   {len(incomplete)} left out for a missing band file"
         + "".join(f"\n               {e['id']}: missing {', '.join(e['missing'])}" for e in incomplete[:SHOWN])
         + ("\n               ..." if len(incomplete) > SHOWN else ""),
+        f"skipped      {len(skipped)} entries that cannot be read as files (broken links, named pipes...)"
+        + "".join(f"\n               {e['path']}: {e['reason']}" for e in skipped[:SHOWN])
+        + ("\n               ..." if len(skipped) > SHOWN else ""),
         f"unlabelled   {len(unlabelled)} left out for having no catalog row" + _examples(unlabelled),
         f"no image     {missing['count']} catalog IDs without any image file" + _examples(missing["examples"],
                                                                                        missing["count"]),

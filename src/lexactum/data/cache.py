@@ -8,6 +8,8 @@ reused while the dataset's files (names, sizes, times), the normalisation and th
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -32,6 +34,8 @@ CACHE_FORMAT = 2
 CHUNK_OBJECTS = 256
 #: Objects read and normalised together inside a work unit.
 BATCH_OBJECTS = 64
+#: Bytes written at a time where the file system cannot allocate a file's blocks at once.
+ZERO_BLOCK = 8 << 20
 
 
 @dataclass
@@ -112,6 +116,8 @@ def prepare(dataset: ChallengeDataset | str | os.PathLike, normalisation: str = 
     if not isinstance(dataset, ChallengeDataset):
         dataset = ChallengeDataset(dataset)
     get_normalisation(normalisation)  # an unknown name fails before any work
+    if workers is not None and workers < 1:
+        raise LexactumError(f"--workers must be 1 or more, not {workers}")
     folder = cache_path(dataset, normalisation, mask, cache_dir)
     if (folder / INDEX_FILE).is_file() and _stale_reason(folder, dataset, normalisation, mask) is None:
         return open_prepared(folder, reused=True)
@@ -141,54 +147,137 @@ def open_prepared(folder: str | os.PathLike, reused: bool = False) -> PreparedDa
 
 def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bool, workers: int | None,
            progress: bool) -> None:
-    """Write the cache into a temporary sibling folder, index last, then rename it into place."""
-    from lexactum.progress import progress as progress_bar
+    """Write the cache into a temporary sibling folder, index last, then rename it into place.
 
-    fingerprint = dataset.fingerprint()  # before reading: a file changed meanwhile makes the cache stale
-    first = dataset.read(0)
-    shape = (len(dataset), *first.shape)
-    mask_value = dataset.survey.mask_value if mask else None
+    The space it takes is known beforehand and checked first; the image file is then allocated on disk
+    before it is mapped, so a disk that fills up meanwhile gives an OSError (a write into a mapped sparse
+    file would kill the process with SIGBUS instead). Any OSError is one line naming the cache folder,
+    and the temporary folder is removed."""
+    index = _index(dataset, normalisation, mask)
     ensure_folder(folder.parent)
     _remove_abandoned(folder)
+    n_bytes = int(np.prod(index["shape"])) * 4
+    _check_space(folder.parent, n_bytes + len(json.dumps(index)) + 4096)
     tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     try:
-        np.memmap(tmp / IMAGES_FILE, dtype=np.float32, mode="w+", shape=shape).flush()
-        starts = range(0, shape[0], CHUNK_OBJECTS)
-        chunks = [(start, min(start + CHUNK_OBJECTS, shape[0])) for start in starts]
-        n_workers = _worker_count(workers, len(chunks))
-        tasks = [(str(tmp / IMAGES_FILE), shape, start, stop, dataset._band_files[start:stop], normalisation,
-                  mask_value, n_workers > 1) for start, stop in chunks]
-        with progress_bar(total=shape[0], desc=f"preparing {dataset.path.name}", unit="img",
-                          enabled=None if progress else False) as bar:
-            try:
-                if n_workers <= 1:
-                    for task in tasks:
-                        bar.update(_prepare_chunk(task))
-                else:
-                    _run_parallel(tasks, n_workers, bar)
-            except BaseException:
-                bar.leave = False  # erase the unfinished bar: the error is then the only line left
-                raise
-        index = {
-            "format": CACHE_FORMAT,
-            "version": _package_version(),
-            "dataset": str(dataset.path),
-            "survey": dataset.survey.name,
-            "layout": dataset.layout,
-            "fingerprint": fingerprint,
-            "normalisation": normalisation,
-            "mask": bool(mask),
-            "shape": list(shape),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "ids": dataset.ids.tolist(),
-            "labels": dataset.labels.tolist(),
-        }
-        (tmp / INDEX_FILE).write_text(json.dumps(index))
+        tmp.mkdir()
+        _allocate(tmp / IMAGES_FILE, n_bytes)
+        _fill(dataset, tmp / IMAGES_FILE, tuple(index["shape"]), normalisation, mask, workers, progress)
+        _sync(tmp / IMAGES_FILE)  # on disk before the index says so: no zeros taken for images after a crash
+        index["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        with open(tmp / INDEX_FILE, "w") as fh:
+            fh.write(json.dumps(index))
+            fh.flush()
+            os.fsync(fh.fileno())
         _swap_into_place(tmp, folder)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LexactumError(_os_error_line(exc, folder.parent, n_bytes)) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _index(dataset: ChallengeDataset, normalisation: str, mask: bool) -> dict:
+    """What ``index.json`` holds, but the time of creation."""
+    fingerprint = dataset.fingerprint()  # before reading: a file changed meanwhile makes the cache stale
+    first = dataset.read(0)
+    return {
+        "format": CACHE_FORMAT,
+        "version": _package_version(),
+        "dataset": str(dataset.path),
+        "survey": dataset.survey.name,
+        "layout": dataset.layout,
+        "fingerprint": fingerprint,
+        "normalisation": normalisation,
+        "mask": bool(mask),
+        "shape": [len(dataset), *first.shape],
+        "ids": dataset.ids.tolist(),
+        "labels": dataset.labels.tolist(),
+    }
+
+
+def _fill(dataset: ChallengeDataset, images_path: Path, shape: tuple, normalisation: str, mask: bool,
+          workers: int | None, progress: bool) -> None:
+    """Read and normalise every object into the allocated image file, in chunks (in processes if several)."""
+    from lexactum.progress import progress as progress_bar
+
+    mask_value = dataset.survey.mask_value if mask else None
+    starts = range(0, shape[0], CHUNK_OBJECTS)
+    chunks = [(start, min(start + CHUNK_OBJECTS, shape[0])) for start in starts]
+    n_workers = _worker_count(workers, len(chunks))
+    tasks = [(str(images_path), shape, start, stop, dataset._band_files[start:stop], normalisation,
+              mask_value, n_workers > 1) for start, stop in chunks]
+    with progress_bar(total=shape[0], desc=f"preparing {dataset.path.name}", unit="img",
+                      enabled=None if progress else False) as bar:
+        try:
+            if n_workers <= 1:
+                for task in tasks:
+                    bar.update(_prepare_chunk(task))
+            else:
+                _run_parallel(tasks, n_workers, bar)
+        except BaseException:
+            bar.leave = False  # erase the unfinished bar: the error is then the only line left
+            raise
+
+
+def _check_space(folder: Path, need: int) -> None:
+    """A LexactumError now, before any work, when ``folder``'s file system has less than ``need`` bytes free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:  # cannot tell: the allocation will say
+        return
+    if free < need:
+        raise LexactumError(f"no space left on {folder} for the prepared dataset: need {_size(need)}, "
+                            f"{_size(free)} free (free some space or choose another --cache-dir)")
+
+
+def _allocate(path: Path, n_bytes: int) -> None:
+    """Create ``path`` with ``n_bytes`` really reserved on disk (zeros), so that no later write can fail.
+
+    ``posix_fallocate`` reserves the blocks at once; where the file system cannot (or the call is
+    missing), zeros are written instead, which reserves them as well, only slower."""
+    with open(path, "xb") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, n_bytes)
+            return
+        except AttributeError:
+            pass
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+        block = bytes(ZERO_BLOCK)
+        fh.truncate(0)
+        for _ in range(n_bytes // len(block)):
+            fh.write(block)
+        fh.write(block[:n_bytes % len(block)])
+        fh.flush()
+
+
+def _sync(path: Path) -> None:
+    """Write ``path``'s pages (written through memory maps, by any process) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _os_error_line(exc: OSError, folder: Path, n_bytes: int) -> str:
+    """One line for an OSError met while building a cache in ``folder``."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on {folder} while preparing the dataset ({_size(n_bytes)} needed; free some "
+                "space or choose another --cache-dir)")
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{folder}: cannot write the prepared dataset: {exc.strerror or exc}{where}"
+
+
+def _size(n_bytes: float) -> str:
+    """``n_bytes`` for people: '1.6 GB', '340.2 MB', '12.0 kB', '512 bytes' (powers of 1000, as ``info``)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{int(n_bytes)} bytes"
 
 
 def _prepare_chunk(task) -> int:
@@ -212,16 +301,11 @@ def _prepare_chunk(task) -> int:
 
 
 def _run_parallel(tasks: list, n_workers: int, bar) -> None:
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    # forkserver: workers start from a clean interpreter, never from a copy of threads (numba, torch).
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["lexactum.data.cache", "lexactum.data.normalise", "lexactum.data.fits"])
-    else:
-        context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(n_workers, mp_context=context) as pool:
+    from lexactum.processes import executor, stop
+
+    with executor(n_workers, preload=("lexactum.data.cache", "lexactum.data.normalise", "lexactum.data.fits")) as pool:
         futures = {pool.submit(_prepare_chunk, task) for task in tasks}
         try:
             while futures:
@@ -229,13 +313,11 @@ def _run_parallel(tasks: list, n_workers: int, bar) -> None:
                 for future in done:
                     bar.update(future.result())
         except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            stop(pool)
             raise
 
 
 def _worker_count(workers: int | None, n_chunks: int) -> int:
-    if workers is not None and workers < 1:
-        raise LexactumError(f"workers must be 1 or more, not {workers}")
     available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return max(1, min(workers or available, n_chunks))
 
@@ -267,11 +349,21 @@ def _stale_reason(folder: Path, dataset: ChallengeDataset, normalisation: str, m
 
 
 def _read_index(folder: Path) -> dict | None:
+    """The index of the cache in ``folder`` when it is a readable, well-formed one; else None (then the
+    cache is rebuilt, or refused by :func:`open_prepared`), whatever the folder holds."""
+    path = Path(folder) / INDEX_FILE
     try:
-        index = json.loads((Path(folder) / INDEX_FILE).read_text())
+        if not path.is_file():  # nothing, or something never to open (a named pipe would block)
+            return None
+        index = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return index if isinstance(index, dict) and {"ids", "labels", "shape", "survey"} <= set(index) else None
+    if not isinstance(index, dict) or not {"ids", "labels", "shape", "survey"} <= set(index):
+        return None
+    shape, ids, labels = index["shape"], index["ids"], index["labels"]
+    well_formed = (isinstance(shape, list) and len(shape) == 4 and all(type(n) is int and n > 0 for n in shape)
+                   and isinstance(ids, list) and isinstance(labels, list) and len(ids) == len(labels) == shape[0])
+    return index if well_formed else None
 
 
 def _swap_into_place(tmp: Path, folder: Path) -> None:
@@ -303,7 +395,11 @@ def _remove_abandoned(folder: Path) -> None:
         parts = leftover.name[len(folder.name) + 2:].split("-")
         if parts[0] == "tmp" and len(parts) == 3 and parts[1].isdigit() and _process_alive(int(parts[1])):
             continue
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def _process_alive(pid: int) -> bool:

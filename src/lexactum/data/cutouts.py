@@ -24,17 +24,26 @@ class CutoutFolder:
 
     Each file under ``path`` (any depth, any name ending in .fits/.fit/.fts, optionally gzipped) is one
     object, (C, H, W) or (H, W) for one band. The ID is the number at the end of the file name when every
-    file has a distinct one, else the file name without its ending.
+    file has a distinct one, else the file name without its ending. Such names that are not regular files
+    (broken links, named pipes...) are skipped with one warning line.
     """
 
     def __init__(self, path: str | os.PathLike, survey=None):
+        from lexactum.data.layouts import file_problem, skipped_text, warn_skipped
         from lexactum.data.surveys import get_survey, survey_for_bands
 
         self.path = Path(path).expanduser().resolve()
-        files = sorted(p for p in self.path.rglob("*")
-                       if p.is_file() and p.name.lower().endswith(FITS_SUFFIXES))
+        files, skipped = [], []
+        for p in sorted(p for p in self.path.rglob("*") if p.name.lower().endswith(FITS_SUFFIXES)):
+            problem = file_problem(p)  # never open a named pipe: it would wait forever
+            if problem is None:
+                files.append(p)
+            else:
+                skipped.append((str(p), problem))
         if not files:
-            raise DataError(f"{self.path}: no FITS files (*.fits, *.fit, *.fts) under this folder")
+            raise DataError(f"{self.path}: no FITS files (*.fits, *.fit, *.fts) under this folder"
+                            + (f"; {skipped_text(self.path, skipped)}" if skipped else ""))
+        warn_skipped(self.path, skipped)
         self.files = files
         self.ids = _cutout_ids(self.path, files)
         self.labels = np.full(len(files), -1, dtype=np.int64)
@@ -101,10 +110,14 @@ def read_single_object(image: str, n_bands: int, dataset: str | os.PathLike | No
     ``image`` is a FITS file (all bands, or one band file with the challenge name whose other bands are
     found by name beside it or in the sibling band folders) or, with ``dataset``, an object ID.
     """
+    from lexactum.data.layouts import file_problem
     from lexactum.data.surveys import get_survey, survey_for_bands
 
     fmt = get_survey(getattr(survey, "name", survey)) if survey else survey_for_bands(n_bands)
     path = Path(image).expanduser()
+    problem = file_problem(path) if os.path.lexists(path) else None
+    if problem is not None and not path.is_dir():  # a broken link, a named pipe...: never opened
+        raise DataError(f"{image}: cannot be read as a FITS file ({problem})")
     if not path.is_file():
         if dataset is None:
             raise DataError(f"{image}: no such FITS file (to pick an object by ID, also give --dataset)")

@@ -4,13 +4,18 @@ Both layouts of the Lens Finding Challenge 1.0 are read: the training layout (``
 ``is_lens``) and the released test layout (``euclidB_image_catalog.csv`` / ``kidsB_image_catalog.csv`` with
 ``#`` comment lines and ``no_source``). Images are found by file name anywhere under the root, whatever the
 folders are called, so no sub-folder (``Data_KiDS_Big.10`` included) is ever skipped by name. An object is
-left out only when a band file is missing or it has no catalog row, and every such object is reported.
+left out only when a band file is missing or it has no catalog row, and every such object is reported. An
+entry named like a band file that cannot be read as a file (a broken link, a link loop, a named pipe, a
+folder) counts as missing, and one warning line names the entries skipped.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
+import stat
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -39,9 +44,12 @@ class ChallengeDataset:
         if not self.path.is_dir():
             raise DataError(f"{self.path}: dataset folder does not exist" if not self.path.exists()
                             else f"{self.path}: not a folder (give the dataset's root folder)")
-        with os.scandir(self.path) as entries:
-            if not any(entries):
-                raise DataError(f"{self.path}: dataset folder is empty")
+        try:
+            with os.scandir(self.path) as entries:
+                if not any(entries):
+                    raise DataError(f"{self.path}: dataset folder is empty")
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot list folder ({exc.strerror or exc})") from None
         wanted = survey if isinstance(survey, SurveyFormat) or survey is None else get_survey(survey)
         catalog_path, layout = _find_catalog(self.path, wanted)
         if catalog_path is None and require_labels:
@@ -49,7 +57,18 @@ class ChallengeDataset:
             raise DataError(f"{self.path}: no catalog found (expected one of {names} in this folder)")
         if wanted is None and layout == "test":
             wanted = next(s for s in SURVEYS.values() if s.test_catalog == catalog_path.name)
-        found = _scan_images(self.path, [wanted] if wanted else list(SURVEYS.values()))
+        found, self.skipped = _scan_images(self.path, [wanted] if wanted else list(SURVEYS.values()))
+        try:
+            self._select(found, wanted, catalog_path, layout, require_labels)
+        except DataError as exc:  # skipped entries may be why: say so in the same line
+            if self.skipped:
+                raise DataError(f"{exc}; {skipped_text(self.path, self.skipped)}") from None
+            raise
+        warn_skipped(self.path, self.skipped)
+
+    def _select(self, found: dict[str, list[dict[int, str]]], wanted: SurveyFormat | None,
+                catalog_path: Path | None, layout: str | None, require_labels: bool) -> None:
+        """Keep the objects that have every band file and (if ``require_labels``) a catalog row."""
         self.survey = _pick_survey(self.path, wanted, found)
         self.catalog_path = catalog_path
         self.layout = layout if catalog_path is not None else "unlabelled"
@@ -117,7 +136,11 @@ class ChallengeDataset:
         skip = len(str(self.path)) + 1  # every path lies under the root: keep the relative part
         lines = [f"{self.survey.name}|{self.layout}"]
         for p in paths:
-            st = os.stat(p)
+            try:
+                st = os.stat(p)
+            except OSError as exc:  # removed or replaced since the folder was scanned
+                raise DataError(f"{p}: cannot read ({describe_problem(p, exc)}); the dataset changed while "
+                                "in use?") from None
             lines.append(f"{p[skip:]}|{st.st_size}|{st.st_mtime_ns}")
         return hashlib.blake2b("\n".join(lines).encode(), digest_size=16).hexdigest()
 
@@ -294,11 +317,17 @@ def _find_catalog(root: Path, survey: SurveyFormat | None) -> tuple[Path | None,
     return (root / present[0].test_catalog, "test") if present else (None, None)
 
 
-def _scan_images(root: Path, surveys: list[SurveyFormat]) -> dict[str, list[dict[int, str]]]:
-    """Per survey and band, {ID: file path} of every matching file anywhere under ``root``.
+def _scan_images(root: Path, surveys: list[SurveyFormat]
+                 ) -> tuple[dict[str, list[dict[int, str]]], list[tuple[str, str]]]:
+    """Per survey and band, {ID: file path} of every matching file anywhere under ``root``; and the
+    (path, reason) of each entry skipped because it cannot be read as a file or folder.
 
     One os.scandir walk over the tree. A name ``<prefix><digits><suffix>`` is split by string operations
-    and looked up in a dict of the surveys' (prefix, suffix) pairs: no glob, no regex, no stat.
+    and looked up in a dict of the surveys' (prefix, suffix) pairs: no glob, no regex, and no stat but for
+    symbolic links. An entry named like an image that is not a regular file (a broken link, a link loop, a
+    named pipe that would block a reader forever, a folder) is skipped, so its object counts as incomplete,
+    as with a missing file; so is a broken link or link loop of any other (not hidden) name, which may have
+    been a folder of images.
     """
     found = {s.name: [{} for _ in s.bands] for s in surveys}
     band_of: dict[tuple[str, str], tuple[str, int]] = {}
@@ -307,7 +336,7 @@ def _scan_images(root: Path, surveys: list[SurveyFormat]) -> dict[str, list[dict
             prefix, suffix = pattern.split("{id}")
             band_of[(prefix, suffix)] = (s.name, band)
     suffixes = sorted({suffix for _, suffix in band_of})
-    pending, seen = [str(root)], set()
+    pending, seen, skipped = [str(root)], set(), []
     while pending:
         folder = pending.pop()
         real = os.path.realpath(folder)
@@ -330,8 +359,11 @@ def _scan_images(root: Path, surveys: list[SurveyFormat]) -> dict[str, list[dict
             else:
                 match = None
             if match is None:
-                if entry.is_dir(follow_symlinks=True):
-                    pending.append(entry.path)
+                _visit_other(entry, pending, skipped)
+                continue
+            problem = file_problem(entry.path, entry)
+            if problem is not None:
+                skipped.append((entry.path, problem))
                 continue
             files = found[match[0]][match[1]]
             object_id = int(stem[len(prefix):])
@@ -342,7 +374,74 @@ def _scan_images(root: Path, surveys: list[SurveyFormat]) -> dict[str, list[dict
                 raise DataError(f"{entry.path}: second {band_name} file of object {object_id} "
                                 f"(the first is {files[object_id]})")
             files[object_id] = entry.path
-    return found
+    return found, sorted(skipped)
+
+
+def _visit_other(entry: os.DirEntry, pending: list[str], skipped: list[tuple[str, str]]) -> None:
+    """An entry not named like an image: a folder to walk, a broken link to report, or nothing."""
+    try:
+        if entry.is_dir():  # follows links (without a stat for a plain entry)
+            pending.append(entry.path)
+            return
+        if not entry.is_symlink() or entry.name.startswith(".") or os.path.exists(entry.path):
+            return
+        os.stat(entry.path)
+    except OSError as exc:  # a link loop (is_dir raises), or a broken link (os.stat raises)
+        if not entry.name.startswith("."):
+            skipped.append((entry.path, describe_problem(entry.path, exc)))
+
+
+def file_problem(path: str | os.PathLike, entry: os.DirEntry | None = None) -> str | None:
+    """Why ``path`` cannot be read as a file (links followed), or None when it is a regular file.
+
+    Never opens it: opening a named pipe would wait for a writer forever. ``entry``, when ``path`` comes
+    from os.scandir, answers for a plain file without a system call."""
+    try:
+        if entry is not None and entry.is_file():
+            return None
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return describe_problem(path, exc)
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO), not a file"
+    return "not a regular file (a device or a socket)"
+
+
+def describe_problem(path: str | os.PathLike, exc: OSError) -> str:
+    """What an OSError met on ``path`` means for a reader: a broken link (and its target), a loop..."""
+    if exc.errno == errno.ELOOP:
+        return "a symbolic link loop"
+    if exc.errno == errno.ENOENT and os.path.islink(path):
+        try:
+            return f"a broken symbolic link to {os.readlink(path)}"
+        except OSError:
+            return "a broken symbolic link"
+    return exc.strerror or str(exc)
+
+
+def skipped_text(root: Path, skipped: list[tuple[str, str]]) -> str:
+    """'skipped N entries ... : PATH (reason), ...' for a warning or an error, on one line."""
+    shown = ", ".join(f"{path} ({reason})" for path, reason in skipped[:N_EXAMPLES])
+    more = f", and {len(skipped) - N_EXAMPLES} more" if len(skipped) > N_EXAMPLES else ""
+    noun = "entry" if len(skipped) == 1 else "entries"
+    return f"skipped {len(skipped)} {noun} under {root} that cannot be read as files: {shown}{more}"
+
+
+def warn_skipped(root: Path, skipped: list[tuple[str, str]]) -> None:
+    """One warning line (Python's logging; shown on stderr when nothing else is set up) for skipped entries,
+    once per process for the same folder and entries (a command may open its dataset more than once)."""
+    key = (str(root), tuple(skipped))
+    if skipped and key not in _WARNED:
+        _WARNED.add(key)
+        logging.getLogger(__name__).warning("lexactum: warning: %s", skipped_text(root, skipped))
+
+
+#: The (folder, skipped entries) already warned about in this process.
+_WARNED: set[tuple[str, tuple]] = set()
 
 
 def _pick_survey(root: Path, wanted: SurveyFormat | None,

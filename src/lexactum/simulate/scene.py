@@ -300,10 +300,12 @@ def worker_pool(physics: SurveyPhysics, processes: int):
     """A process pool for rendering: forked after :func:`warm_up` where fork exists (workers start ready)."""
     import multiprocessing
 
+    from lexactum.processes import pool
+
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     if method == "fork":
         warm_up(physics)
-    return multiprocessing.get_context(method).Pool(processes)
+    return pool(processes, method)  # workers that die with this process
 
 
 def warm_up(physics: SurveyPhysics) -> None:

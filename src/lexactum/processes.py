@@ -1,0 +1,109 @@
+"""Worker processes that die with the process that started them.
+
+A ``kill -9`` of a command gives it no chance to stop its workers, and a pool worker waiting for its next
+task never notices on its own (it holds both ends of the task queue), so the workers, the forkserver and the
+resource tracker (which live as long as a worker does) would stay behind for good. Every worker started here
+therefore watches the process that made its pool: a daemon thread waits on a Linux pidfd of that process
+(the kernel wakes it when the process ends, zombie or not) and ends the worker at once. Workers are also
+given ``PR_SET_PDEATHSIG`` so that the kernel kills them outright when their direct parent dies. The
+forkserver and the resource tracker then exit by themselves once the last worker is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import threading
+import time
+
+#: Seconds between checks where the kernel offers no pidfd (not Linux, or Linux before 5.3).
+POLL_SECONDS = 0.5
+#: Exit status of a worker whose parent died.
+ORPHAN_EXIT = 70
+
+
+def executor(max_workers: int, method: str | None = None, preload: tuple[str, ...] = ()):
+    """A ``ProcessPoolExecutor`` whose workers die with this process.
+
+    ``method`` defaults to ``forkserver`` (workers start from a clean interpreter, never from a copy of
+    threads such as numba's or torch's) where it exists, else ``spawn``; ``preload`` names modules the
+    forkserver imports once for all workers.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = _context(method, preload)
+    return ProcessPoolExecutor(max_workers, mp_context=context, initializer=die_with, initargs=(os.getpid(),))
+
+
+def stop(executor) -> None:
+    """Shut ``executor`` down now (after an error or Ctrl-C): its workers are killed rather than waited for,
+    since each may hold another queued task and take long to finish it."""
+    workers = list((getattr(executor, "_processes", None) or {}).values())  # no public handle before 3.14
+    executor.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.kill()
+
+
+def pool(processes: int, method: str | None = None, preload: tuple[str, ...] = ()):
+    """A ``multiprocessing.Pool`` whose workers die with this process (``method`` as for :func:`executor`)."""
+    return _context(method, preload).Pool(processes, initializer=die_with, initargs=(os.getpid(),))
+
+
+def _context(method: str | None, preload: tuple[str, ...]):
+    import multiprocessing
+
+    if method is None:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload([__name__, *preload])
+    return context
+
+
+def die_with(pid: int) -> None:
+    """Worker initializer: end this process as soon as process ``pid`` (the pool's maker) has ended."""
+    _set_parent_death_signal()
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(ORPHAN_EXIT)  # gone already, before this worker even started
+    except (AttributeError, OSError):  # no pidfd here: look from time to time instead
+        handle = None
+    threading.Thread(target=_watch, args=(pid, handle), name="lexactum-parent-watch", daemon=True).start()
+
+
+def _watch(pid: int, handle: int | None) -> None:
+    if handle is not None:
+        watch = select.poll()
+        watch.register(handle, select.POLLIN)
+        watch.poll()  # returns once the process has ended
+    else:
+        while _alive(pid):
+            time.sleep(POLL_SECONDS)
+    os._exit(ORPHAN_EXIT)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (polling fallback; an unreaped zombie counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: have the kernel send SIGKILL to this process when its parent dies (nothing elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass

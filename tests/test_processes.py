@@ -1,0 +1,158 @@
+"""Worker processes die with the command that started them: nothing is left behind after a kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux only)")
+
+#: A pool of two workers that each mark that they started, then wait for a long time.
+POOL_DRIVER = """
+import os, sys, time
+from lexactum import processes
+
+def task(_):
+    open(os.path.join(sys.argv[3], f"started-{os.getpid()}"), "w").close()
+    time.sleep(600)
+
+if __name__ == "__main__":
+    kind, method = sys.argv[1], sys.argv[2]
+    if kind == "pool":
+        pool = processes.pool(2, method)
+        pool.map_async(task, range(2), chunksize=1)
+    else:
+        pool = processes.executor(2, method)
+        futures = [pool.submit(task, i) for i in range(2)]
+    time.sleep(600)
+"""
+
+#: ``lexactum dataset prepare`` whose work units wait for a long time once their worker marked its start.
+PREPARE_DRIVER = """
+import os, sys, time
+from lexactum.data import cache
+
+def slow_chunk(task):
+    open(os.path.join(os.environ["STARTED"], f"started-{os.getpid()}"), "w").close()
+    time.sleep(600)
+
+if __name__ == "__main__":
+    import prepare_driver
+    cache._prepare_chunk = prepare_driver.slow_chunk  # by module name: the workers import it too
+    cache.CHUNK_OBJECTS = 1
+    from lexactum.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+#: ``lexactum simulate`` whose objects take a long time once their worker marked its start.
+SIMULATE_DRIVER = """
+import os, sys, time
+from lexactum.simulate import writer
+
+def slow_object(task):
+    open(os.path.join(os.environ["STARTED"], f"started-{os.getpid()}"), "w").close()
+    time.sleep(600)
+
+if __name__ == "__main__":
+    writer.simulate_object = slow_object  # the workers are forked: they see it
+    from lexactum.cli import main
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _tagged(tag: str) -> list[int]:
+    """Process IDs whose environment holds ``LEXACTUM_TEST_TAG=tag`` (the command and all it started)."""
+    marker = f"LEXACTUM_TEST_TAG={tag}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:  # ended meanwhile
+                continue
+    return found
+
+
+#: Starts the rest of the command line with Ctrl-C handled as in a terminal, even where this test runs with
+#: SIGINT ignored (a shell's background job), which a child would inherit.
+WITH_CTRL_C = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+               "os.execv(sys.argv[1], sys.argv[1:])")
+
+
+def _stop_once_started(argv: list[str], started: Path, how: signal.Signals = signal.SIGKILL,
+                       ) -> tuple[list[int], subprocess.Popen, str]:
+    """Run ``argv``; once two workers have started, kill -9 it, or send ``how`` to its whole process group
+    (as a terminal's Ctrl-C does); return the tagged processes left after a few seconds (then killed, also
+    when this fails, so that a failing test leaves nothing either), the process, and its stderr."""
+    tag = uuid.uuid4().hex
+    started.mkdir()
+    env = dict(os.environ, LEXACTUM_TEST_TAG=tag, STARTED=str(started))
+    with open(started.parent / "stderr.txt", "w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, sys.executable, *argv], env=env,
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+        left = []
+        try:
+            _wait_for_workers(proc, started, tag)
+            if how == signal.SIGKILL:
+                proc.kill()
+            else:
+                os.killpg(proc.pid, how)
+            proc.wait(timeout=30)
+            deadline = time.monotonic() + 10
+            while (left := _tagged(tag)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            proc.kill()
+            proc.wait()
+            for pid in _tagged(tag):
+                os.kill(pid, signal.SIGKILL)
+        stderr.seek(0)
+        return left, proc, stderr.read()
+
+
+def _wait_for_workers(proc: subprocess.Popen, started: Path, tag: str) -> None:
+    deadline = time.monotonic() + 120
+    while len(list(started.iterdir())) < 2:
+        assert proc.poll() is None, f"the command ended (status {proc.returncode}) before its workers started"
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    assert len(_tagged(tag)) >= 3  # the command and its workers at least
+
+
+@pytest.mark.parametrize("kind, method", [("executor", "forkserver"), ("pool", "fork"), ("pool", "spawn")])
+def test_workers_die_with_their_parent(tmp_path, kind, method):
+    script = tmp_path / "pool_driver.py"
+    script.write_text(POOL_DRIVER)
+    left, _, _ = _stop_once_started([str(script), kind, method, str(tmp_path / "started")], tmp_path / "started")
+    assert left == [], "processes left after kill -9"
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
+def test_stopped_prepare_leaves_no_process(make_dataset, tmp_path, how):
+    """kill -9 of ``dataset prepare --workers 2``: the workers, the forkserver and the resource tracker go.
+    Ctrl-C: the command stops at once (its workers killed, not waited for) with one line."""
+    root = make_dataset(survey="space", n=6, layout="train")
+    (tmp_path / "prepare_driver.py").write_text(PREPARE_DRIVER)
+    argv = [str(tmp_path / "prepare_driver.py"), "dataset", "prepare", str(root),
+            "--cache-dir", str(tmp_path / "cache"), "--workers", "2"]
+    left, proc, stderr = _stop_once_started(argv, tmp_path / "started", how)
+    assert left == [], "processes left"
+    if how == signal.SIGINT:
+        assert proc.returncode == 130 and stderr.strip().splitlines() == ["lexactum dataset: interrupted"]
+        assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_killed_simulate_leaves_no_process(tmp_path):
+    (tmp_path / "simulate_driver.py").write_text(SIMULATE_DRIVER)
+    argv = [str(tmp_path / "simulate_driver.py"), "simulate", "--survey", "space", "--n", "8",
+            "--out", str(tmp_path / "out"), "--workers", "2"]
+    left, _, _ = _stop_once_started(argv, tmp_path / "started")
+    assert left == [], "processes left after kill -9"
