@@ -279,20 +279,18 @@ def test_file_systems_without_fallocate_get_zeros_written(ground, tmp_path, monk
 
 def test_unreadable_image_is_named(make_dataset, tmp_path, monkeypatch):
     """A band file the user may not read (EACCES; simulated, as root reads anything): one line naming it."""
-    import builtins
     import errno
-
-    from lexactum.data import fits as fits_reader
 
     dataset = ChallengeDataset(make_dataset(survey="ground", n=4, layout="train"))
     locked = str(dataset.band_paths[2][1])
+    real_open = os.open
 
     def guarded_open(path, *args, **kwargs):
-        if str(path) == locked:
+        if os.fsdecode(path) == locked:
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return builtins.open(path, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(fits_reader, "open", guarded_open, raising=False)
+    monkeypatch.setattr(os, "open", guarded_open)
     with pytest.raises(DataError) as info:
         prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
     assert str(info.value) == f"{locked}: cannot open (Permission denied)"
