@@ -80,13 +80,13 @@ def _watch(pid: int, handle: int | None) -> None:
         watch.register(handle, select.POLLIN)
         watch.poll()  # returns once the process has ended
     else:
-        while _alive(pid):
+        while process_alive(pid):
             time.sleep(POLL_SECONDS)
     os._exit(ORPHAN_EXIT)
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs (polling fallback; an unreaped zombie counts as running)."""
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (an unreaped zombie counts as running; another user's process too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -24,6 +24,7 @@ import numpy as np
 from lexactum.data.layouts import ChallengeDataset, read_objects
 from lexactum.data.surveys import SurveyFormat, get_survey
 from lexactum.errors import DataError, LexactumError
+from lexactum.processes import process_alive
 from lexactum.runs import ensure_folder
 
 INDEX_FILE = "index.json"
@@ -393,23 +394,13 @@ def _remove_abandoned(folder: Path) -> None:
     """Delete temporary folders of this cache left by killed preparations (their process is gone)."""
     for leftover in folder.parent.glob(f".{folder.name}.*"):
         parts = leftover.name[len(folder.name) + 2:].split("-")
-        if parts[0] == "tmp" and len(parts) == 3 and parts[1].isdigit() and _process_alive(int(parts[1])):
+        if parts[0] == "tmp" and len(parts) == 3 and parts[1].isdigit() and process_alive(int(parts[1])):
             continue
         if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
                 leftover.unlink()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _package_version() -> str:
