@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -158,6 +159,7 @@ class Started:
         if self.finished():
             what = (f"the command had already finished (exit {self.proc.returncode}) {at:.2f} s after its start; "
                     "only the rerun is checked")
+            warnings.warn(f"lexactum {' '.join(self.argv[:2])}: the kill came too late: {what}", stacklevel=2)
         else:
             self.kill()
             what = f"killed with SIGKILL {at:.2f} s after its start"

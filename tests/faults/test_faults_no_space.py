@@ -15,7 +15,7 @@ import subprocess
 import traceback
 
 import pytest
-from faultkit import NO_SPACE, TRAIN_ARGS, assert_one_line_error, no_space, run_cli, temporaries
+from faultkit import NO_SPACE, TRAIN_ARGS, assert_one_line_error, no_space, run_cli, snapshot, temporaries
 
 pytestmark = pytest.mark.faults
 
@@ -66,11 +66,15 @@ def test_model_file_on_a_full_disk(small_dataset, tmpfs, tmp_path):
 
 
 def test_predictions_on_a_full_disk(small_dataset, toy_model, tmpfs):
-    full = tmpfs("4k")  # scores.csv of 200 objects needs 6 kB
+    full = tmpfs("12k")  # three pages: two hold an earlier prediction; scores.csv of 200 objects needs 6 kB
+    (full / "scores.csv").write_text("ID,score\n100000,0.5\n")
+    (full / "submission.txt").write_text("100000 0.5\n")
+    before = snapshot(full)
     proc = run_cli(["predict", "--model", toy_model, "--out", full, "--device", "cpu", small_dataset])
     assert_one_line_error(proc, "predict", [full], NO_SPACE)
     assert temporaries(full) == []
-    assert not (full / "scores.csv").exists() and not (full / "submission.txt").exists()
+    after = snapshot(full)
+    assert {k: after.get(k) for k in before} == before, "the earlier prediction must be kept whole"
 
 
 def test_simulation_on_a_full_disk(tmpfs):
