@@ -53,7 +53,6 @@ from faultkit import (
 SESSION_SEED = int(os.environ.get("LEXACTUM_FAULT_SEED") or random.SystemRandom().randrange(2**31))
 
 
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "faults: the fault suite (kills, full disks, read-only folders, corrupt files)")
 
@@ -61,7 +60,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        if here in item.path.parents:
             item.add_marker(pytest.mark.faults)
 
 

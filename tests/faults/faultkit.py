@@ -39,6 +39,7 @@ TRAIN_N = 600         # train: 3 epochs of lens_flow over 360 images, about a se
 SMALL_N = 200         # the no-space / read-only tests: a cache of 8 MB
 TRAIN_ARGS = ["--epochs", "3", "--batch-size", "8", "--split", "0.6,0.2,0.2", "--device", "cpu",
               "--threads", "1", "--bootstrap", "0", "--seed", "0"]
+SIMULATE_ARGS = ["--survey", "space", "--n", "300", "--layout", "train", "--seed", "4", "--lens-fraction", "0.5"]
 
 
 def prepare_started(cache: Path) -> bool:
@@ -56,15 +57,15 @@ def simulate_started(out: Path) -> bool:
     return out.is_dir() and any(out.rglob("*.fits"))
 
 
-SIMULATE_ARGS = ["--survey", "space", "--n", "300", "--layout", "train", "--seed", "4", "--lens-fraction", "0.5"]
-
 #: Temporary names the code uses: ``lexactum.runs.atomic_path``'s ``.NAME.XXXXXXXX.partSUFFIX``, the
-#: cache's ``.NAME.tmp-PID-XXXXXXXX`` and ``.NAME.old-XXXXXXXX`` folders, and any other hidden ``.part``/``.tmp``.
+#: cache's ``.NAME.tmp-PID-XXXXXXXX`` and ``.NAME.old-XXXXXXXX`` folders, any other hidden ``.part``/``.tmp``,
+#: and the ``.tmpXXXXXX`` of libraries that write next to the target (safetensors).
 TEMPORARY = (
     re.compile(r"^\..+\.[0-9a-f]{8}\.part(\.\w+)?$"),
     re.compile(r"^\..+\.(tmp|old)-[0-9a-f-]+$"),
     re.compile(r"^\..*\.(part|tmp)\b"),
     re.compile(r".*\.part$"),
+    re.compile(r"^\.tmp\w{6,}$"),
 )
 
 
