@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -197,3 +198,24 @@ def test_all_or_nothing_keeps_every_earlier_file_when_one_write_fails(tmp_path):
         runs.write_text_atomic(tmp_path / "b.csv", "new b\n")
     assert (tmp_path / "a.csv").read_text() == "new a\n" and (tmp_path / "b.csv").read_text() == "new b\n"
     assert _only_names(tmp_path) == ["a.csv", "b.csv"]
+
+
+def test_temporaries_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
+    """A kill -9 inside all_or_nothing leaves the group's temporaries: the next write there removes those of
+    dead processes (a child that has exited and been reaped), never a running writer's or another file."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(child.stdout)
+    folder = tmp_path / "out"
+    folder.mkdir()
+    abandoned = folder / f".scores.{dead_pid}-0123abcd.part.csv"
+    live = folder / f".metrics.{os.getppid()}-89abcdef.part.json"  # our parent runs: a live writer's
+    user_file = folder / ".notes.12-notahex.part.txt"
+    for path in (abandoned, live, user_file):
+        path.write_text("x")
+    runs.write_text_atomic(folder / "scores.csv", "ID,score\n")
+    assert not abandoned.exists()
+    assert live.exists() and user_file.exists()
+    assert runs.TEMPORARY_NAME.fullmatch(abandoned.name) and not runs.TEMPORARY_NAME.fullmatch(user_file.name)

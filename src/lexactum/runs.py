@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +33,12 @@ BEST_CHECKPOINT = "best.ckpt"
 #: Default parent folder of run folders (relative to the working directory).
 RUNS_ROOT = Path("runs")
 
+
+#: Temporary names of :func:`atomic_path`: ``.<stem>.<pid>-<8 hex>.part<suffix>`` (the pid tells whether the
+#: process writing it still runs).
+TEMPORARY_NAME = re.compile(r"\..*\.(?P<pid>\d+)-[0-9a-f]{8}\.part(\.\w+)?")
+#: Folders already cleared of abandoned temporaries by this process.
+_SWEPT: set[str] = set()
 
 #: The files of the current :func:`all_or_nothing` group, waiting to be renamed into place together.
 _GROUP: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar("_GROUP", default=None)
@@ -51,7 +58,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     ensure_folder(path.parent)
     if path.is_dir():
         raise LexactumError(f"{path}: is a folder; cannot write a file of that name")
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{path.suffix}")
+    _sweep_abandoned(path.parent)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
         mode = _new_file_mode(tmp)
         yield tmp
@@ -75,6 +83,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         _discard(tmp)
         raise
+
+
+def _sweep_abandoned(folder: Path) -> None:
+    """Remove the temporaries that killed processes left in ``folder``, once per folder and process.
+
+    A kill -9 while a command's outputs wait in :func:`all_or_nothing` leaves their temporaries behind;
+    the next write into the folder removes those whose process is gone (never a live writer's)."""
+    from lexactum.processes import process_alive
+
+    key = os.path.abspath(folder)
+    if key in _SWEPT:
+        return
+    _SWEPT.add(key)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        match = TEMPORARY_NAME.fullmatch(entry.name)
+        if match and int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"])):
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 @contextlib.contextmanager

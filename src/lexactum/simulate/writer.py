@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lexactum.data.surveys import TRAINING_CATALOG, SurveyFormat
-from lexactum.runs import atomic_path, refuse_file_as_folder, write_text_atomic
+from lexactum.runs import TEMPORARY_NAME, atomic_path, refuse_file_as_folder, write_text_atomic
 
 #: Objects per sub-folder in the released test set.
 OBJECTS_PER_FOLDER = 10_000
@@ -370,9 +370,10 @@ def _outputs_of(out: Path, params: dict) -> list[Path]:
     return folders + [out / catalog, out / ROWS_JOURNAL, out / REPORT_PNG, out / MANIFEST]
 
 
-#: Temporary files of a killed run: ``lexactum.runs.atomic_path``'s hidden ``.<stem>.<8 hex>.part<suffix>``
-#: and the ``<name>.fits.part`` of earlier versions. Readers ignore both; a resumed run removes them.
-_TEMPORARY = re.compile(r"\..*\.[0-9a-f]{8}\.part(\.\w+)?|.*\.fits\.part")
+#: Temporary files of a killed run: ``lexactum.runs.atomic_path``'s hidden ``.<stem>.<pid>-<8 hex>.part<suffix>``,
+#: its ``.<stem>.<8 hex>.part<suffix>`` and the ``<name>.fits.part`` of earlier versions. Readers ignore them;
+#: a resumed run removes them.
+_TEMPORARY = re.compile(rf"{TEMPORARY_NAME.pattern}|\..*\.[0-9a-f]{{8}}\.part(\.\w+)?|.*\.fits\.part")
 
 
 def _remove_temporaries(out: Path, fmt: SurveyFormat, layout: str, n: int, per_folder: int) -> None:
