@@ -116,7 +116,8 @@ class SmallDisk:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """Factory: ``small_disk(size="1m") -> SmallDisk`` mounted under ``tmp_path`` (needs root; skips otherwise)."""
+    """Factory: ``small_disk(size="1m") -> SmallDisk`` mounted under ``tmp_path`` (needs root; skips otherwise,
+    with the reason: each such test has a simulated-ENOSPC twin that runs everywhere)."""
     import subprocess
 
     mounted = []
@@ -145,7 +146,13 @@ def read_only(tmp_path):
         _mount("mount", "--bind", str(folder), str(folder))
         mounted.append(folder)
         _mount("mount", "-o", "remount,bind,ro", str(folder))
-        return folder
+        probe = folder / ".probe"
+        try:
+            probe.touch()
+        except OSError:
+            return folder
+        probe.unlink()
+        pytest.skip(f"{folder} is still writable after a read-only remount")
 
     yield make
     for folder in reversed(mounted):

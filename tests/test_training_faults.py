@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -62,17 +61,9 @@ def run_copy(finished, tmp_path):
 
 
 @pytest.fixture
-def full_disk(tmp_path):
+def full_disk(small_disk):
     """A 64 KiB tmpfs: writes there run out of space for real (skips where mounting is refused)."""
-    folder = tmp_path / "full"
-    folder.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip() or done.returncode}); the simulated "
-                    "ENOSPC tests cover this")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=False)
+    return small_disk("64k").root
 
 
 # --- item 2: a refused resume changes nothing -------------------------------------------------------------

@@ -157,21 +157,6 @@ def test_prepare_bad_input_one_line_nothing_written(make_dataset, tmp_path, caps
     assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A folder on a 1 MB tmpfs (skips where this machine refuses to mount one)."""
-    import subprocess
-
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip() or mounted.returncode}")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
-
-
 #: Runs the command line; with 'during', the space check sees a huge free space, so that the disk fills up
 #: while the cache is written.
 FULL_DISK_DRIVER = """
@@ -190,15 +175,16 @@ def test_prepare_on_a_full_disk_exits_2_with_one_line(make_dataset, small_disk, 
     import subprocess
     import sys
 
+    disk = small_disk("1m").root
     root = make_dataset(survey="space", n=40, layout="train")  # 1.6 MB of images for 1 MB of disk
     argv = [sys.executable, "-c", FULL_DISK_DRIVER, when, "dataset", "prepare", str(root),
-            "--cache-dir", str(small_disk), "--workers", "2"]
+            "--cache-dir", str(disk), "--workers", "2"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = _as_shown(result.stderr)
-    assert len(lines) == 1 and lines[0].startswith(f"lexactum dataset: error: no space left on {small_disk}")
+    assert len(lines) == 1 and lines[0].startswith(f"lexactum dataset: error: no space left on {disk}")
     assert ("need 1.6 MB, 1.0 MB free" in lines[0]) == (when == "before")
-    assert result.stdout == "" and list(small_disk.iterdir()) == []
+    assert result.stdout == "" and list(disk.iterdir()) == []
 
 
 def test_odd_entries_are_skipped_by_info_and_prepare_alike(make_dataset, tmp_path):
@@ -232,24 +218,9 @@ def test_odd_entries_are_skipped_by_info_and_prepare_alike(make_dataset, tmp_pat
     assert [e["id"] for e in report["incomplete"]] == [int(dataset.ids[k]) for k in (1, 3, 4)]
 
 
-@pytest.fixture
-def read_only_folder(tmp_path):
-    """An existing folder mounted read-only (root ignores permission bits; skips where mounting is refused)."""
-    import subprocess
-
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    bound = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True, text=True)
-    if bound.returncode != 0:
-        pytest.skip(f"cannot bind-mount a folder here: {bound.stderr.strip() or bound.returncode}")
-    try:
-        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True, capture_output=True)
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
-def test_prepare_into_a_read_only_cache_folder_is_one_line(make_dataset, read_only_folder, capsys):
+def test_prepare_into_a_read_only_cache_folder_is_one_line(make_dataset, read_only, tmp_path, capsys):
+    (tmp_path / "read-only").mkdir()
+    read_only_folder = read_only(tmp_path / "read-only")
     root = make_dataset(survey="space", n=3, layout="train")
     assert main(["dataset", "prepare", str(root), "--cache-dir", str(read_only_folder), "--workers", "1"]) == 2
     lines = _as_shown(capsys.readouterr().err)

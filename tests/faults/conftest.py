@@ -42,11 +42,9 @@ from faultkit import (
     Reference,
     Started,
     left_behind,
-    mount,
     prepare_started,
     simulate_started,
     train_started,
-    unmount,
 )
 
 #: One seed per session unless replaying; each test derives its own RNG from it and its node id.
@@ -182,48 +180,7 @@ def simulate_reference(shared_dir) -> Reference:
 
 
 @pytest.fixture
-def tmpfs(tmp_path):
-    """Factory: ``tmpfs(size, name)`` -> a folder with a tmpfs of ``size`` (e.g. '1m') mounted on it.
-
-    Skips the test, with the reason, where mounting is refused; always unmounts at the end."""
-    mounted = []
-
-    def make(size: str, name: str = "full") -> Path:
-        folder = tmp_path / name
-        folder.mkdir()
-        why = mount("-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder))
-        if why is not None:
-            pytest.skip(f"cannot mount a tmpfs here ({why}); the simulated-ENOSPC tests cover this case")
-        mounted.append(folder)
-        return folder
-
-    yield make
-    for folder in reversed(mounted):
-        unmount(folder)
-
-
-@pytest.fixture
-def read_only():
-    """Factory: ``read_only(folder)`` makes an existing folder read-only by a read-only bind mount on itself
-    (chmod does not stop root). Skips where mounting is refused; always unmounts at the end."""
-    mounted = []
-
-    def make(folder: Path) -> Path:
-        why = mount("--bind", str(folder), str(folder))
-        if why is not None:
-            pytest.skip(f"cannot bind-mount here ({why})")
-        mounted.append(folder)
-        why = mount("-o", "remount,bind,ro", str(folder))
-        if why is not None:
-            pytest.skip(f"cannot remount read-only here ({why})")
-        probe = folder / ".probe"
-        try:
-            probe.touch()
-        except OSError:
-            return folder
-        probe.unlink()
-        pytest.skip(f"{folder} is still writable after a read-only remount")
-
-    yield make
-    for folder in reversed(mounted):
-        unmount(folder)
+def tmpfs(small_disk):
+    """Factory: ``tmpfs(size)`` -> a folder with a tmpfs of ``size`` (e.g. '1m') mounted on it (the root
+    conftest's ``small_disk``: skips with the reason where mounting is refused, always unmounts)."""
+    return lambda size: small_disk(size).root

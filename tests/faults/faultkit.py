@@ -273,21 +273,6 @@ NO_SPACE = ("no space", "space left", "enough space", "free space", "disk full",
 READ_ONLY = ("read-only", "read only", "permission", "cannot write", "not writable")
 
 
-def mount(*args: str) -> str | None:
-    """Run ``mount ARGS``; None when it worked, else why not."""
-    try:
-        done = subprocess.run(["mount", *args], capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return str(exc)
-    return None if done.returncode == 0 else (done.stderr.strip() or f"mount exited {done.returncode}")
-
-
-def unmount(folder: Path) -> None:
-    done = subprocess.run(["umount", str(folder)], capture_output=True, timeout=30)
-    if done.returncode != 0:
-        subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)
-
-
 def no_space(*args, **kwargs):
     """Stand-in for a write that meets a full disk."""
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
