@@ -258,7 +258,18 @@ def test_full_disk_for_the_model_file_is_one_line(dataset, tmp_path, monkeypatch
     line = _one_line_error(capsys)
     assert "no space left on device" in line.lower() and "the model file was not written" in line
     assert f"--resume {tmp_path / 'run'}" in line
+    assert line.count(str(out)) == 1, line  # named once, with one piece of advice
     assert list(out.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_a_read_only_run_folder_is_not_told_to_free_space(tmp_path, read_only):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    read_only(run_dir)
+    with pytest.raises(LexactumError) as caught:
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, run_dir / "last.ckpt")
+    assert "cannot write the checkpoint (read-only file system)" in str(caught.value)
+    assert "free some space" not in str(caught.value) and "make the folder writable" in str(caught.value)
 
 
 def test_trainer_writes_checkpoints_through_the_atomic_writer(tmp_path):

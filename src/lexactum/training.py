@@ -206,9 +206,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError as exc:  # a WriteError from the writer: its cause holds the system's reason
             from lexactum.errors import os_reason
 
-            run_dir, reason = Path(path).parent, os_reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
-            raise LexactumError(f"{path}: cannot write the checkpoint ({reason}); no partial file is "
-                                f"left and an earlier checkpoint, if any, is kept: free space, then "
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            run_dir = Path(path).parent
+            raise LexactumError(f"{path}: cannot write the checkpoint ({os_reason(cause)}); no partial file is "
+                                f"left and an earlier checkpoint, if any, is kept: {_remedy(cause)}, then "
                                 f"'lexactum train --resume {run_dir}'") from exc
         return None
 
@@ -749,8 +750,8 @@ def _write_model(network, path: Path, run_dir: Path) -> None:
     try:
         save_model(network, path, metadata=network.metadata)
     except OSError as exc:
-        raise LexactumError(f"{_os_error_text(exc, path)}: the model file was not written; the run folder "
-                            f"{run_dir} keeps the trained checkpoints: free space, then "
+        raise LexactumError(f"{_os_error_text(exc, path)}; the model file was not written, the run folder "
+                            f"{run_dir} keeps the trained checkpoints: once that is fixed, "
                             f"'lexactum train --resume {run_dir}' writes it") from exc
 
 
@@ -770,10 +771,24 @@ def _is_own_model(path: Path, run_dir: Path | None) -> bool:
 
 
 def _os_error_text(exc: OSError, path=None) -> str:
-    """``FILE: reason`` for an OSError (no space left, read-only...), for a one-line message."""
-    where = exc.filename if exc.filename is not None else path
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return f"{where}: {reason}" if where is not None else reason
+    """The one line for an OSError met while writing ``path``: a WriteError's own text (it names its file
+    already), else the file and the reason as :func:`lexactum.errors.describe_os_error` words them."""
+    from lexactum.errors import WriteError, describe_os_error
+
+    if isinstance(exc, WriteError):
+        return str(exc)
+    return describe_os_error(exc, path if exc.filename is None else None, "write" if exc.filename is None else None)
+
+
+def _remedy(exc: OSError) -> str:
+    """What the user does about a failed write before resuming: only a full disk is fixed by freeing space."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "make the folder writable"
+    return "fix that"
 
 
 def _check_same_split(run_dir: Path, parts: dict) -> None:
