@@ -99,6 +99,21 @@ def test_corrupt_last_checkpoint_is_one_line_and_the_run_is_untouched(run_copy, 
     assert _snapshot(run_copy) == before
 
 
+def test_an_unreadable_last_checkpoint_is_not_called_corrupt(run_copy, capsys, monkeypatch):
+    """EACCES or EIO (simulated: root reads anything) says so; 'corrupt' would advise discarding a good file."""
+    last = run_copy / "last.ckpt"
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(torch, "load", refused)
+    before = _snapshot(run_copy)
+    assert main(["train", "--resume", str(run_copy), "--epochs", "3"]) == 2
+    line = _one_line_error(capsys)
+    assert f"cannot read {last}: permission denied" in line and "corrupt" not in line and "write" not in line
+    assert _snapshot(run_copy) == before
+
+
 def test_corrupt_config_is_one_line(run_copy, capsys):
     (run_copy / "config.json").write_text('{"config": {"dataset": ')
     before = _snapshot(run_copy)

@@ -672,6 +672,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise LexactumError(f"{path}: checkpoint not found") from None
+    except OSError as exc:  # unreadable (permissions, I/O error, a folder), not damaged: never advise dropping it
+        from lexactum.errors import describe_os_error
+
+        raise LexactumError(f"{describe_os_error(exc, path, 'read')}; the checkpoint itself may be intact") from exc
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError... for damage
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise LexactumError(f"{path}: corrupt or truncated checkpoint ({reason}); the run cannot continue from "
