@@ -301,3 +301,17 @@ def test_last_checkpoint_is_saved_every_epoch_even_without_improvement(dataset, 
     best = torch.load(result.run_dir / "best.ckpt", weights_only=True)
     assert epochs_done(best) == 1  # AUC 0.5 after the first epoch, never better
     assert epochs_done(last) == 3 and last["global_step"] == 3 * best["global_step"]
+
+
+def test_resuming_an_early_stopped_run_trains_nothing_more(dataset, tmp_path, monkeypatch, capsys):
+    """A run that stopped early, resumed as it was (e.g. to write its model file after a full disk): Lightning
+    alone would train on (its stop is not in the checkpoint) and could change best.ckpt, hence the model."""
+    monkeypatch.setattr("lexactum.training.validation_auc", lambda *args, **kwargs: 0.5)  # never improves
+    result = train(_config(tmp_path, dataset, epochs=5, patience=1, run_dir=tmp_path / "run"))
+    assert result.epochs_trained == 2
+    checkpoints = {name: (result.run_dir / name).read_bytes() for name in ("last.ckpt", "best.ckpt")}
+    capsys.readouterr()
+    again = train(TrainConfig.from_run(result.run_dir))
+    assert "stopped early after 2 epochs, nothing to train" in capsys.readouterr().out
+    assert {name: (result.run_dir / name).read_bytes() for name in checkpoints} == checkpoints
+    assert again.epochs_trained == 2 and again.model_path == result.model_path
