@@ -25,6 +25,9 @@ def task(_):
 
 if __name__ == "__main__":
     kind, method = sys.argv[1], sys.argv[2]
+    if len(sys.argv) > 4 and sys.argv[4] == "polling":  # as on macOS: no pidfd, no parent-death signal
+        del os.pidfd_open
+        processes._set_parent_death_signal = lambda: None
     if kind == "pool":
         pool = processes.pool(2, method)
         pool.map_async(task, range(2), chunksize=1)
@@ -132,6 +135,15 @@ def test_workers_die_with_their_parent(tmp_path, kind, method):
     script = tmp_path / "pool_driver.py"
     script.write_text(POOL_DRIVER)
     left, _, _ = _stop_once_started([str(script), kind, method, str(tmp_path / "started")], tmp_path / "started")
+    assert left == [], "processes left after kill -9"
+
+
+def test_workers_die_with_their_parent_where_they_can_only_poll(tmp_path):
+    """Without pidfd and PR_SET_PDEATHSIG (macOS, Linux before 5.3) the workers notice by polling."""
+    script = tmp_path / "pool_driver.py"
+    script.write_text(POOL_DRIVER)
+    left, _, _ = _stop_once_started([str(script), "pool", "fork", str(tmp_path / "started"), "polling"],
+                                    tmp_path / "started")
     assert left == [], "processes left after kill -9"
 
 

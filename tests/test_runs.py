@@ -210,12 +210,20 @@ def test_temporaries_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
     dead_pid = int(child.stdout)
     folder = tmp_path / "out"
     folder.mkdir()
-    abandoned = folder / f".scores.{dead_pid}-0123abcd.part.csv"
-    live = folder / f".metrics.{os.getppid()}-89abcdef.part.json"  # our parent runs: a live writer's
+    here = runs.machine_tag()
+    abandoned = folder / f".scores.{here}-{dead_pid}-0123abcd.part.csv"
+    live = folder / f".metrics.{here}-{os.getppid()}-89abcdef.part.json"  # our parent runs: a live writer's
+    elsewhere = folder / f".roc.{'0' * 8 if here != '0' * 8 else '1' * 8}-{dead_pid}-4567cdef.part.png"
     user_file = folder / ".notes.12-notahex.part.txt"
-    for path in (abandoned, live, user_file):
+    for path in (abandoned, live, elsewhere, user_file):
         path.write_text("x")
     runs.write_text_atomic(folder / "scores.csv", "ID,score\n")
     assert not abandoned.exists()
     assert live.exists() and user_file.exists()
+    # another host or container writing into a shared folder: its pid says nothing here, so it is kept
+    assert elsewhere.exists()
     assert runs.TEMPORARY_NAME.fullmatch(abandoned.name) and not runs.TEMPORARY_NAME.fullmatch(user_file.name)
+    with runs.atomic_path(folder / "metrics.json") as tmp:  # the writer's own names are the ones swept
+        match = runs.TEMPORARY_NAME.fullmatch(tmp.name)
+        assert match and match["machine"] == here and int(match["pid"]) == os.getpid()
+        tmp.write_text("{}")

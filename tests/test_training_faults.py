@@ -90,6 +90,21 @@ def test_corrupt_last_checkpoint_is_one_line_and_the_run_is_untouched(run_copy, 
     assert _snapshot(run_copy) == before
 
 
+def test_an_unreadable_last_checkpoint_is_not_called_corrupt(run_copy, capsys, monkeypatch):
+    """EACCES or EIO (simulated: root reads anything) says so; 'corrupt' would advise discarding a good file."""
+    last = run_copy / "last.ckpt"
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    monkeypatch.setattr(torch, "load", refused)
+    before = _snapshot(run_copy)
+    assert main(["train", "--resume", str(run_copy), "--epochs", "3"]) == 2
+    line = _one_line_error(capsys)
+    assert f"cannot read {last}: permission denied" in line and "corrupt" not in line and "write" not in line
+    assert _snapshot(run_copy) == before
+
+
 def test_corrupt_config_is_one_line(run_copy, capsys):
     (run_copy / "config.json").write_text('{"config": {"dataset": ')
     before = _snapshot(run_copy)
@@ -249,7 +264,18 @@ def test_full_disk_for_the_model_file_is_one_line(dataset, tmp_path, monkeypatch
     line = _one_line_error(capsys)
     assert "no space left on device" in line.lower() and "the model file was not written" in line
     assert f"--resume {tmp_path / 'run'}" in line
+    assert line.count(str(out)) == 1, line  # named once, with one piece of advice
     assert list(out.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_a_read_only_run_folder_is_not_told_to_free_space(tmp_path, read_only):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    read_only(run_dir)
+    with pytest.raises(LexactumError) as caught:
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, run_dir / "last.ckpt")
+    assert "cannot write the checkpoint (read-only file system)" in str(caught.value)
+    assert "free some space" not in str(caught.value) and "make the folder writable" in str(caught.value)
 
 
 def test_trainer_writes_checkpoints_through_the_atomic_writer(tmp_path):
@@ -266,3 +292,17 @@ def test_last_checkpoint_is_saved_every_epoch_even_without_improvement(dataset, 
     best = torch.load(result.run_dir / "best.ckpt", weights_only=True)
     assert epochs_done(best) == 1  # AUC 0.5 after the first epoch, never better
     assert epochs_done(last) == 3 and last["global_step"] == 3 * best["global_step"]
+
+
+def test_resuming_an_early_stopped_run_trains_nothing_more(dataset, tmp_path, monkeypatch, capsys):
+    """A run that stopped early, resumed as it was (e.g. to write its model file after a full disk): Lightning
+    alone would train on (its stop is not in the checkpoint) and could change best.ckpt, hence the model."""
+    monkeypatch.setattr("lexactum.training.validation_auc", lambda *args, **kwargs: 0.5)  # never improves
+    result = train(_config(tmp_path, dataset, epochs=5, patience=1, run_dir=tmp_path / "run"))
+    assert result.epochs_trained == 2
+    checkpoints = {name: (result.run_dir / name).read_bytes() for name in ("last.ckpt", "best.ckpt")}
+    capsys.readouterr()
+    again = train(TrainConfig.from_run(result.run_dir))
+    assert "stopped early after 2 epochs, nothing to train" in capsys.readouterr().out
+    assert {name: (result.run_dir / name).read_bytes() for name in checkpoints} == checkpoints
+    assert again.epochs_trained == 2 and again.model_path == result.model_path

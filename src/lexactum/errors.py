@@ -61,8 +61,8 @@ def describe_os_error(exc: OSError, path: str | os.PathLike | None = None, actio
     reason = os_reason(exc)
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         reason += " (free some space or choose another folder)"
-    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        reason += " (choose a folder you can write to)"
+    elif exc.errno == errno.EROFS or (exc.errno in (errno.EACCES, errno.EPERM) and action == "write"):
+        reason += " (choose a folder you can write to)"  # a refused read is no matter of folders
     if action and name is not None:
         return f"cannot {action} {name}: {reason}"
     return f"{name}: {reason}" if name is not None else reason

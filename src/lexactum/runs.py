@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import csv
+import functools
 import io
 import json
 import os
@@ -34,9 +35,9 @@ BEST_CHECKPOINT = "best.ckpt"
 RUNS_ROOT = Path("runs")
 
 
-#: Temporary names of :func:`atomic_path`: ``.<stem>.<pid>-<8 hex>.part<suffix>`` (the pid tells whether the
-#: process writing it still runs).
-TEMPORARY_NAME = re.compile(r"\..*\.(?P<pid>\d+)-[0-9a-f]{8}\.part(\.\w+)?")
+#: Temporary names of :func:`atomic_path`: ``.<stem>.<machine>-<pid>-<8 hex>.part<suffix>`` (the pid tells
+#: whether the process writing it still runs, on the machine that :func:`machine_tag` names).
+TEMPORARY_NAME = re.compile(r"\..*\.(?P<machine>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}\.part(\.\w+)?")
 #: Folders already cleared of abandoned temporaries by this process.
 _SWEPT: set[str] = set()
 
@@ -59,7 +60,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if path.is_dir():
         raise LexactumError(f"{path}: is a folder; cannot write a file of that name")
     _sweep_abandoned(path.parent)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.part{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{machine_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.part{path.suffix}")
     try:
         mode = _new_file_mode(tmp)
         yield tmp
@@ -89,7 +90,8 @@ def _sweep_abandoned(folder: Path) -> None:
     """Remove the temporaries that killed processes left in ``folder``, once per folder and process.
 
     A kill -9 while a command's outputs wait in :func:`all_or_nothing` leaves their temporaries behind;
-    the next write into the folder removes those whose process is gone (never a live writer's)."""
+    the next write into the folder removes those whose process is gone (never a live writer's). Only this
+    machine's: on a folder shared with other hosts or containers, a pid from there means nothing here."""
     from lexactum.processes import process_alive
 
     key = os.path.abspath(folder)
@@ -102,9 +104,24 @@ def _sweep_abandoned(folder: Path) -> None:
         return
     for entry in entries:
         match = TEMPORARY_NAME.fullmatch(entry.name)
-        if match and int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"])):
+        if (match and match["machine"] == machine_tag() and int(match["pid"]) != os.getpid()
+                and not process_alive(int(match["pid"]))):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
+
+
+@functools.cache
+def machine_tag() -> str:
+    """8 hex digits naming this host and its process-id space (a container has its own), for temporary names:
+    whether their writer still runs can only be told where its pid was given."""
+    import hashlib
+    import socket
+
+    try:
+        pid_space = os.stat("/proc/self/ns/pid").st_ino  # Linux; elsewhere the host name alone
+    except OSError:
+        pid_space = 0
+    return hashlib.blake2b(f"{socket.gethostname()}|{pid_space}".encode(), digest_size=4).hexdigest()
 
 
 @contextlib.contextmanager

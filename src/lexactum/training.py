@@ -206,9 +206,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except OSError as exc:  # a WriteError from the writer: its cause holds the system's reason
             from lexactum.errors import os_reason
 
-            run_dir, reason = Path(path).parent, os_reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
-            raise LexactumError(f"{path}: cannot write the checkpoint ({reason}); no partial file is "
-                                f"left and an earlier checkpoint, if any, is kept: free space, then "
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            run_dir = Path(path).parent
+            raise LexactumError(f"{path}: cannot write the checkpoint ({os_reason(cause)}); no partial file is "
+                                f"left and an earlier checkpoint, if any, is kept: {_remedy(cause)}, then "
                                 f"'lexactum train --resume {run_dir}'") from exc
         return None
 
@@ -474,7 +475,7 @@ def train(config: TrainConfig) -> TrainResult:
     split = config.resolved_split()
     accelerator, _, torch_device = lightning_device(config.device)
     precision = resolve_precision(config.precision, accelerator)
-    epochs_done = _check_resume(config) if config.resume else 0
+    epochs_done, finished = _check_resume(config) if config.resume else (0, False)
     if not config.resume and config.run_dir is not None:
         _check_writable_folder(Path(config.run_dir), "--run-dir")
     dataset = ChallengeDataset(config.dataset, survey=config.survey)
@@ -487,7 +488,7 @@ def train(config: TrainConfig) -> TrainResult:
     with quiet_warnings(), threads:
         datamodule = _prepare_data(config, dataset, test_dataset, loader_split)
         run_dir = _start_run(config, datamodule, torch_device, precision, model_path)
-        module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision, epochs_done)
+        module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision, epochs_done, finished)
         return _finish_run(config, module, datamodule, run_dir, torch_device, model_path)
 
 
@@ -565,17 +566,19 @@ def _torch_flags_restored():
 
 
 def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision: str,
-         epochs_done: int = 0) -> LensFinderModule:
+         epochs_done: int = 0, finished: bool = False) -> LensFinderModule:
     """Train (from last.ckpt when resuming); with early stopping, end with the best epoch's weights.
 
-    A resumed run that has already trained ``config.epochs`` epochs trains nothing: its last.ckpt is
-    finished instead (model file, test evaluation), e.g. after a failure once training was done.
+    A resumed run that has already trained ``config.epochs`` epochs, or ``finished`` (stopped early), trains
+    nothing: its checkpoints are finished instead (model file, test evaluation), e.g. after a failure once
+    training was done.
     """
     module = LensFinderModule(config.network, n_bands, augment=config.augment, seed=config.seed)
     last = run_dir / runs.LAST_CHECKPOINT
-    if config.resume and epochs_done >= config.epochs:
-        print(f"{run_dir}: already trained {_epochs(epochs_done)}, nothing to train; writing the model file "
-              f"and the test evaluation from its {runs.LAST_CHECKPOINT}", flush=True)
+    if config.resume and (finished or epochs_done >= config.epochs):
+        how = "stopped early after" if epochs_done < config.epochs else "already trained"
+        print(f"{run_dir}: {how} {_epochs(epochs_done)}, nothing to train; writing the model file "
+              f"and the test evaluation from its checkpoints", flush=True)
         module.load_state_dict(load_checkpoint(last)["state_dict"])
         module.epochs_trained = epochs_done
     else:
@@ -645,22 +648,36 @@ def _evaluate(config: TrainConfig, network, datamodule, run_dir: Path, torch_dev
                           title=f"{survey.name} {config.network}, {epochs} epochs")
 
 
-def _check_resume(config: TrainConfig) -> int:
+def _check_resume(config: TrainConfig) -> tuple[int, bool]:
     """Everything that can refuse a resume, before anything in the run folder is written (a refused resume
     leaves config.json and split.json as they were): the folder, its config.json, an intact last.ckpt, and
-    no fewer epochs than it has trained. Returns the epochs it has trained."""
+    no fewer epochs than it has trained. Returns the epochs it has trained, and whether it is finished: it
+    stopped early and no more epochs than its own are asked for (Lightning does not keep that it stopped,
+    and would train on, and might change the best checkpoint, hence the model)."""
     if config.run_dir is None:
         raise LexactumError("resume needs the run folder to continue (run_dir)")
     run_dir = Path(config.run_dir)
     last = run_dir / runs.LAST_CHECKPOINT
     if not last.is_file():
         raise LexactumError(f"{run_dir}: no {runs.LAST_CHECKPOINT} to resume from")
-    runs.read_config(run_dir)
-    done = epochs_done(load_checkpoint(last))
+    saved_epochs = runs.read_config(run_dir).get("config", {}).get("epochs")
+    checkpoint = load_checkpoint(last)
+    done = epochs_done(checkpoint)
     if config.epochs < done:
         raise LexactumError(f"--resume {run_dir}: the run has already trained {_epochs(done)}; "
                             f"give --epochs {done} or more")
-    return done
+    return done, _stopped_early(checkpoint) and saved_epochs is not None and config.epochs <= saved_epochs
+
+
+def _stopped_early(checkpoint: dict) -> bool:
+    """Whether early stopping ended the run that wrote ``checkpoint`` (its wait reached its patience)."""
+    states = checkpoint.get("callbacks") or {}
+    for key, state in states.items():
+        if str(key).startswith("EarlyStopping") and isinstance(state, dict):
+            wait, patience = state.get("wait_count"), state.get("patience")
+            if isinstance(wait, int) and isinstance(patience, int) and wait >= patience:
+                return True
+    return False
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -671,6 +688,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise LexactumError(f"{path}: checkpoint not found") from None
+    except OSError as exc:  # unreadable (permissions, I/O error, a folder), not damaged: never advise dropping it
+        from lexactum.errors import describe_os_error
+
+        raise LexactumError(f"{describe_os_error(exc, path, 'read')}; the checkpoint itself may be intact") from exc
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError... for damage
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise LexactumError(f"{path}: corrupt or truncated checkpoint ({reason}); the run cannot continue from "
@@ -749,8 +770,8 @@ def _write_model(network, path: Path, run_dir: Path) -> None:
     try:
         save_model(network, path, metadata=network.metadata)
     except OSError as exc:
-        raise LexactumError(f"{_os_error_text(exc, path)}: the model file was not written; the run folder "
-                            f"{run_dir} keeps the trained checkpoints: free space, then "
+        raise LexactumError(f"{_os_error_text(exc, path)}; the model file was not written, the run folder "
+                            f"{run_dir} keeps the trained checkpoints: once that is fixed, "
                             f"'lexactum train --resume {run_dir}' writes it") from exc
 
 
@@ -770,10 +791,24 @@ def _is_own_model(path: Path, run_dir: Path | None) -> bool:
 
 
 def _os_error_text(exc: OSError, path=None) -> str:
-    """``FILE: reason`` for an OSError (no space left, read-only...), for a one-line message."""
-    where = exc.filename if exc.filename is not None else path
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return f"{where}: {reason}" if where is not None else reason
+    """The one line for an OSError met while writing ``path``: a WriteError's own text (it names its file
+    already), else the file and the reason as :func:`lexactum.errors.describe_os_error` words them."""
+    from lexactum.errors import WriteError, describe_os_error
+
+    if isinstance(exc, WriteError):
+        return str(exc)
+    return describe_os_error(exc, path if exc.filename is None else None, "write" if exc.filename is None else None)
+
+
+def _remedy(exc: OSError) -> str:
+    """What the user does about a failed write before resuming: only a full disk is fixed by freeing space."""
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "make the folder writable"
+    return "fix that"
 
 
 def _check_same_split(run_dir: Path, parts: dict) -> None:

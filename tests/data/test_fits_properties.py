@@ -40,19 +40,24 @@ class Hang(BaseException):
 
 @contextlib.contextmanager
 def guarded():
-    """Run the body under an alarm and an address-space limit (both restored afterwards)."""
+    """Run the body under an alarm and an address-space limit (both restored afterwards; the limit only where
+    /proc tells the address space in use, i.e. on Linux: macOS does not enforce RLIMIT_AS anyway)."""
 
     def on_alarm(signum, frame):
         raise Hang(f"a read took more than {TIME_LIMIT} s")
 
     old_handler = signal.signal(signal.SIGALRM, on_alarm)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-    with open("/proc/self/statm") as fh:
-        in_use = int(fh.read().split()[0]) * resource.getpagesize()
-    limit = in_use + MEMORY_HEADROOM
-    if hard != resource.RLIM_INFINITY:
-        limit = min(limit, hard)
-    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        with open("/proc/self/statm") as fh:
+            in_use = int(fh.read().split()[0]) * resource.getpagesize()
+    except OSError:
+        in_use = None
+    if in_use is not None:
+        limit = in_use + MEMORY_HEADROOM
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
     signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
     try:
         yield

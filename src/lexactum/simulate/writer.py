@@ -370,9 +370,9 @@ def _outputs_of(out: Path, params: dict) -> list[Path]:
     return folders + [out / catalog, out / ROWS_JOURNAL, out / REPORT_PNG, out / MANIFEST]
 
 
-#: Temporary files of a killed run: ``lexactum.runs.atomic_path``'s hidden ``.<stem>.<pid>-<8 hex>.part<suffix>``,
-#: its ``.<stem>.<8 hex>.part<suffix>`` and the ``<name>.fits.part`` of earlier versions. Readers ignore them;
-#: a resumed run removes them.
+#: Temporary files of a killed run: ``lexactum.runs.atomic_path``'s hidden
+#: ``.<stem>.<machine>-<pid>-<8 hex>.part<suffix>``, its ``.<stem>.<8 hex>.part<suffix>`` and the
+#: ``<name>.fits.part`` of earlier versions. Readers ignore them; a resumed run removes them.
 _TEMPORARY = re.compile(rf"{TEMPORARY_NAME.pattern}|\..*\.[0-9a-f]{{8}}\.part(\.\w+)?|.*\.fits\.part")
 
 
