@@ -306,3 +306,20 @@ def test_resuming_an_early_stopped_run_trains_nothing_more(dataset, tmp_path, mo
     assert "stopped early after 2 epochs, nothing to train" in capsys.readouterr().out
     assert {name: (result.run_dir / name).read_bytes() for name in checkpoints} == checkpoints
     assert again.epochs_trained == 2 and again.model_path == result.model_path
+
+
+def test_a_resumed_run_keeps_the_patience_it_was_given(tmp_path):
+    """--patience may change on a resume: the checkpoint's patience must not replace it (Lightning restores
+    it), while the epochs without improvement and the best score carry on."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from lexactum.training import GivenPatience, build_trainer
+
+    earlier = EarlyStopping(monitor="val_auc", mode="max", patience=2)
+    earlier.wait_count, earlier.best_score = 1, torch.tensor(0.75)
+    stopping = [c for c in build_trainer(tmp_path, 3, device="cpu", patience=5, progress=False).callbacks
+                if isinstance(c, EarlyStopping)]
+    assert len(stopping) == 1 and isinstance(stopping[0], GivenPatience)
+    stopping[0].load_state_dict(earlier.state_dict())
+    assert stopping[0].patience == 5
+    assert stopping[0].wait_count == 1 and float(stopping[0].best_score) == 0.75

@@ -126,11 +126,14 @@ def machine_tag() -> str:
 
 @contextlib.contextmanager
 def all_or_nothing() -> Iterator[None]:
-    """Files written (with :func:`atomic_path` and the writers here) inside the block appear together at its
-    end, or, when anything in the block fails, none of them do and the earlier files stay as they were.
+    """Files written (with :func:`atomic_path` and the writers here) inside the block are renamed into place
+    together at its end; when anything in the block fails, none of them is and the earlier files stay.
 
-    So a command's outputs (scores, submission, config.json...) never mix two runs. Every file is already
-    written and synced when the renames start, and renames need no space. A nested block joins the outer one.
+    So a command's outputs (scores, submission, config.json...) do not mix two runs. Every file is already
+    written and synced when the renames start, and a rename in the same folder needs no space, so the renames
+    themselves fail only if the folder changes under us (then the files renamed so far stay new, the rest
+    are removed, and the error names the file). A kill during the renames is the same case. A nested block
+    joins the outer one.
     """
     if _GROUP.get() is not None:
         yield

@@ -214,6 +214,19 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return None
 
 
+class GivenPatience(EarlyStopping):
+    """Early stopping whose patience is the one given to this run, not the one its checkpoint recorded.
+
+    Lightning restores the patience with the rest of the callback's state, so ``--patience`` on a resumed
+    run, one of the settings a resume may change, would otherwise be ignored without a word. The count of
+    epochs without improvement and the best score are still restored."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        given = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = given
+
+
 def idle_cpu_count() -> int:
     """Cores not busy with other processes (at least 1), from the 1-minute load average.
 
@@ -292,7 +305,7 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
                            save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
     all_callbacks: list[Callback] = [best, last, EpochMetricsCSV(run_dir / runs.METRICS_CSV)]
     if patience is not None:
-        all_callbacks.append(EarlyStopping(monitor="val_auc", mode="max", patience=patience, check_finite=False))
+        all_callbacks.append(GivenPatience(monitor="val_auc", mode="max", patience=patience, check_finite=False))
     if progress:
         all_callbacks.append(TQDMProgressBar())
     all_callbacks.extend(callbacks)

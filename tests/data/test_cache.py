@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -115,13 +116,23 @@ def test_interrupted_preparation_leaves_no_cache(make_dataset, tmp_path, monkeyp
 
 
 def test_abandoned_temporary_folder_is_removed(make_dataset, tmp_path):
+    """Ours of a dead process (both name forms) and another machine's untouched for a day go; another
+    machine's recent one stays (a node of a cluster sharing the cache folder may be writing it)."""
+    from lexactum.runs import machine_tag
+
     dataset = ChallengeDataset(make_dataset(survey="space", n=3, layout="train"))
     folder = cache.cache_path(dataset, cache_dir=tmp_path)
-    leftover = tmp_path / f".{folder.name}.tmp-999999999-deadbeef"  # a process id that cannot be running
-    leftover.mkdir(parents=True)
-    (leftover / cache.INDEX_FILE).write_text("{}")
+    names = {"old form": "tmp-999999999-deadbeef", "ours": f"tmp-{machine_tag()}-999999999-deadbeef",
+             "theirs, stale": "tmp-0badc0de-1-deadbeef", "theirs, recent": "tmp-0badc0de-2-deadbeef"}
+    leftovers = {kind: tmp_path / f".{folder.name}.{name}" for kind, name in names.items()}
+    for leftover in leftovers.values():
+        leftover.mkdir(parents=True)
+        (leftover / cache.INDEX_FILE).write_text("{}")
+    day_ago = time.time() - cache.ABANDONED_AFTER_S - 60
+    for path in (leftovers["theirs, stale"], leftovers["theirs, stale"] / cache.INDEX_FILE):
+        os.utime(path, (day_ago, day_ago))
     prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
-    assert not leftover.exists()
+    assert {kind for kind, path in leftovers.items() if path.exists()} == {"theirs, recent"}
 
 
 def test_a_cache_another_process_finished_first_is_kept(make_dataset, tmp_path, monkeypatch):

@@ -11,7 +11,6 @@ byte mutations must give a consistent result or that error. Never another except
 from __future__ import annotations
 
 import contextlib
-import signal
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from guards import time_limit
 from lexactum.data.layouts import ChallengeDataset, read_catalog
 from lexactum.data.surveys import SPACE, TRAINING_CATALOG
 from lexactum.errors import DataError
@@ -32,24 +32,6 @@ EXACT = 2**53
 DEFECTS = ("no ID column", "no label column", "repeated ID", "bad label", "bad ID", "semicolons", "non-UTF-8",
            "open quote", "long row", "repeated column")
 EXTRA_COLUMNS = ("Einstein_area", "numb_pix_lensed_image", "n_source_im", "mag_eff", "note")
-
-
-class Hang(BaseException):
-    """Raised by the alarm; a BaseException so that no ``except Exception`` in the reader can swallow it."""
-
-
-@contextlib.contextmanager
-def time_limit():
-    def on_alarm(signum, frame):
-        raise Hang(f"reading a catalog took more than {TIME_LIMIT} s")
-
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def check_error(exc: DataError, *names) -> None:
@@ -165,7 +147,7 @@ def written(content: bytes, name: str = TRAINING_CATALOG):
 def read_checked(path: Path):
     """read_catalog under the alarm: (ids, labels), or None after checking the one-line error."""
     try:
-        with time_limit():
+        with time_limit(TIME_LIMIT, "reading a catalog"):
             table, ids, labels = read_catalog(path)
     except DataError as exc:
         check_error(exc, path)
@@ -234,7 +216,7 @@ def test_dataset_gives_the_model_or_one_line_error(datasets, catalog):
     path = root / (TRAINING_CATALOG if layout == "train" else SPACE.test_catalog)
     path.write_bytes(raw)
     try:
-        with time_limit():
+        with time_limit(TIME_LIMIT, "reading a catalog"):
             dataset = ChallengeDataset(root)
     except DataError as exc:
         check_error(exc, path, root)

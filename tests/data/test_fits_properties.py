@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import resource
-import signal
 import tempfile
 import warnings
 from pathlib import Path
@@ -21,6 +20,7 @@ from astropy.io import fits
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from guards import time_limit
 from lexactum.data.fits import read_fits, read_fits_stack
 from lexactum.data.layouts import read_objects
 from lexactum.errors import DataError
@@ -34,19 +34,10 @@ TIME_LIMIT = 5.0
 MEMORY_HEADROOM = 2 * 2**30
 
 
-class Hang(BaseException):
-    """Raised by the alarm; a BaseException so that no ``except Exception`` in the reader can swallow it."""
-
-
 @contextlib.contextmanager
 def guarded():
-    """Run the body under an alarm and an address-space limit (both restored afterwards; the limit only where
+    """Run the body under a time limit and an address-space limit (restored afterwards; the latter only where
     /proc tells the address space in use, i.e. on Linux: macOS does not enforce RLIMIT_AS anyway)."""
-
-    def on_alarm(signum, frame):
-        raise Hang(f"a read took more than {TIME_LIMIT} s")
-
-    old_handler = signal.signal(signal.SIGALRM, on_alarm)
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     try:
         with open("/proc/self/statm") as fh:
@@ -58,12 +49,10 @@ def guarded():
         if hard != resource.RLIM_INFINITY:
             limit = min(limit, hard)
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
     try:
-        yield
+        with time_limit(TIME_LIMIT, "a read"):
+            yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old_handler)
         resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 

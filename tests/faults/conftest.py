@@ -1,4 +1,4 @@
-"""The fault suite (issue 9): what every LEXACTUM command must guarantee when things go wrong.
+"""The fault suite: what every LEXACTUM command must guarantee when things go wrong.
 
 The contract checked here, for ``python -m lexactum <command>``:
 

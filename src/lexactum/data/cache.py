@@ -25,12 +25,15 @@ from lexactum.data.layouts import ChallengeDataset, read_objects
 from lexactum.data.surveys import SurveyFormat, get_survey
 from lexactum.errors import DataError, LexactumError
 from lexactum.processes import process_alive
-from lexactum.runs import ensure_folder
+from lexactum.runs import ensure_folder, machine_tag
 
 INDEX_FILE = "index.json"
 IMAGES_FILE = "images.f32"
 #: Bumped whenever the cache's files change meaning (2: masked pixels are 0 before normalising, not ignored).
 CACHE_FORMAT = 2
+#: Another machine's temporary cache folder counts as abandoned when nothing in it changed for this long (a
+#: running preparation writes its image file all the time).
+ABANDONED_AFTER_S = 24 * 3600
 #: Objects per work unit: small enough for a smooth progress bar, large enough to amortise a task.
 CHUNK_OBJECTS = 256
 #: Objects read and normalised together inside a work unit.
@@ -159,7 +162,7 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
     _remove_abandoned(folder)
     n_bytes = int(np.prod(index["shape"])) * 4
     _check_space(folder.parent, n_bytes + len(json.dumps(index)) + 4096)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = folder.parent / f".{folder.name}.tmp-{machine_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
         _allocate(tmp / IMAGES_FILE, n_bytes)
@@ -391,16 +394,40 @@ def _swap_into_place(tmp: Path, folder: Path) -> None:
 
 
 def _remove_abandoned(folder: Path) -> None:
-    """Delete temporary folders of this cache left by killed preparations (their process is gone)."""
+    """Delete the temporary folders of this cache that killed preparations left (their process is gone).
+
+    A cache folder may be shared by the nodes of a cluster: another machine's temporary folder (its tag is
+    not ours, so its pid means nothing here) is left to that machine unless it is older than
+    :data:`ABANDONED_AFTER_S`, when no preparation can still be writing it."""
     for leftover in folder.parent.glob(f".{folder.name}.*"):
-        parts = leftover.name[len(folder.name) + 2:].split("-")
-        if parts[0] == "tmp" and len(parts) == 3 and parts[1].isdigit() and process_alive(int(parts[1])):
+        if _in_use(leftover.name[len(folder.name) + 2:].split("-"), leftover):
             continue
         if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
                 leftover.unlink()
+
+
+def _in_use(parts: list[str], leftover: Path) -> bool:
+    """Whether the temporary ``tmp-<machine>-<pid>-<hex>`` (or the older ``tmp-<pid>-<hex>``) may still be
+    written by a running preparation."""
+    if parts[0] != "tmp" or not parts[-2].isdigit() or len(parts) not in (3, 4):
+        return False
+    if len(parts) == 4 and parts[1] != machine_tag():
+        return time.time() - _last_change(leftover) < ABANDONED_AFTER_S
+    return process_alive(int(parts[-2]))
+
+
+def _last_change(path: Path) -> float:
+    """The newest modification time of ``path`` and the files in it (0 when it cannot be read)."""
+    try:
+        times = [path.lstat().st_mtime]
+        if path.is_dir() and not path.is_symlink():
+            times += [entry.stat(follow_symlinks=False).st_mtime for entry in os.scandir(path)]
+    except OSError:
+        return 0.0
+    return max(times)
 
 
 def _package_version() -> str:
