@@ -320,6 +320,7 @@ def test_a_resumed_run_keeps_the_patience_it_was_given(tmp_path):
     stopping = [c for c in build_trainer(tmp_path, 3, device="cpu", patience=5, progress=False).callbacks
                 if isinstance(c, EarlyStopping)]
     assert len(stopping) == 1 and isinstance(stopping[0], GivenPatience)
+    assert stopping[0].state_key == earlier.state_key  # runs saved with Lightning's class resume their state
     stopping[0].load_state_dict(earlier.state_dict())
     assert stopping[0].patience == 5
     assert stopping[0].wait_count == 1 and float(stopping[0].best_score) == 0.75

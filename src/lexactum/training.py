@@ -221,6 +221,12 @@ class GivenPatience(EarlyStopping):
     run, one of the settings a resume may change, would otherwise be ignored without a word. The count of
     epochs without improvement and the best score are still restored."""
 
+    @property
+    def state_key(self) -> str:
+        # Lightning files a callback's state under its class name: EarlyStopping's, so that the runs saved
+        # before this class existed resume with their state, and readers of checkpoints find it there.
+        return f"{EarlyStopping.__qualname__}{repr({'monitor': self.monitor, 'mode': self.mode})}"
+
     def load_state_dict(self, state_dict: dict) -> None:
         given = self.patience
         super().load_state_dict(state_dict)

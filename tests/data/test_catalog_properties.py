@@ -237,7 +237,7 @@ def test_fifo_catalog_is_refused_at_once(tmp_path):
 
     path = tmp_path / TRAINING_CATALOG
     os.mkfifo(path)
-    with pytest.raises(DataError) as info, time_limit():
+    with pytest.raises(DataError) as info, time_limit(TIME_LIMIT, "reading a catalog"):
         read_catalog(path)
     check_error(info.value, path)
     assert "not a regular file" in str(info.value)

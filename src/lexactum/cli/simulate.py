@@ -12,8 +12,9 @@ EPILOG = """examples:
 The output is read like the real data ('lexactum dataset info OUT'). A killed run continues when started
 again with the same options (--workers may differ: the bytes do not depend on it); other options are
 refused unless --overwrite (which replaces only a simulation by lexactum: the object folders, catalog and
-records its manifest names, whole, with anything put inside those folders; other files in OUT stay). A disk that fills up stops the run with one line
-naming the file; free some space and run the same command again to continue.
+records its manifest names, whole, with anything put inside those folders; other files in OUT stay). A
+disk that fills up stops the run with one line naming the file; free some space and run the same command
+again to continue.
 
 --report compares the Einstein radii, lensed pixels above 1 sigma and lensed flux of --report-lenses
 simulated lenses (default 2,000) with the real training keys: quantiles and KS
