@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from lexactum.data.loader import make_loader
+from lexactum.devices import idle_cpu_count
 from lexactum.models import create_model, list_models
-from lexactum.training import idle_cpu_count
 
 #: Training steps timed on a CPU: the big networks take seconds per step on 2 cores.
 CPU_STEPS = {"lens_flow": 20}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -19,8 +18,6 @@ from lexactum.training import (
     TrainConfig,
     build_trainer,
     derive_seed,
-    lightning_device,
-    resolve_precision,
     train,
     validation_auc,
 )
@@ -168,16 +165,6 @@ def test_separate_test_dataset_is_scored_whole(make_dataset, tmp_path):
         train(_config(tmp_path, training_set, test_dataset=test_set, split=(0.5, 0.25, 0.25)))
 
 
-def test_cpu_threads_uses_idle_cores_and_restores():
-    from lexactum.training import cpu_threads, idle_cpu_count
-
-    before = torch.get_num_threads()
-    assert 1 <= idle_cpu_count() <= (os.cpu_count() or 1)
-    with cpu_threads(1) as inside:
-        assert inside == torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-
-
 def test_augmentation_only_touches_training_batches(tmp_path):
     from lightning.pytorch.trainer.states import RunningStage
 
@@ -218,20 +205,6 @@ def test_derive_seed_depends_on_every_key():
     assert derive_seed(0, 1) == derive_seed(0, 1)
     assert len({derive_seed(0, 1), derive_seed(0, 2), derive_seed(1, 1), derive_seed(0, 1, 1)}) == 4
     assert all(0 <= derive_seed(s, e) < 2**63 for s in range(3) for e in range(3))
-
-
-def test_devices_and_precisions():
-    assert lightning_device("cpu")[0] == "cpu"
-    assert resolve_precision(None, "cpu") == "32-true"
-    assert resolve_precision("32", "cpu") == "32-true"
-    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    with pytest.raises(LexactumError, match="fp8"):
-        resolve_precision("fp8", "cpu")
-    with pytest.raises(LexactumError, match="tpu"):
-        lightning_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(LexactumError, match="cuda:0"):
-            lightning_device("cuda:0")
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -34,12 +34,11 @@ from torch import nn
 
 from lexactum import runs
 from lexactum.data.loader import SEED_SPLIT  # the seed's split of one dataset: 19% / 1% / 80%
+from lexactum.devices import cpu_threads, lightning_device, resolve_precision
 from lexactum.errors import LexactumError
 
 #: With a separate test dataset (the challenge's protocol) the training set is split train / validation.
 CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
-#: Precisions accepted by --precision (Lightning's names).
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
 #: Settings a resumed run may change; the others must match the run's config.json.
 RESUMABLE_OVERRIDES = ("epochs", "device", "precision", "patience", "progress", "num_workers", "cache_dir",
                        "bootstrap", "model_out", "threads", "overwrite")
@@ -231,58 +230,6 @@ class GivenPatience(EarlyStopping):
         given = self.patience
         super().load_state_dict(state_dict)
         self.patience = given
-
-
-def idle_cpu_count() -> int:
-    """Cores not busy with other processes (at least 1), from the 1-minute load average.
-
-    OpenMP threads that must share busy cores spin and wait: on 2 cores shared with other work, one
-    lens_flow training step took 0.58 s with 2 threads and 0.037 s with 1.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:
-        busy = 0.0
-    return max(1, min(cores, int(cores - busy + 0.5)))
-
-
-@contextlib.contextmanager
-def cpu_threads(count: int | None = None):
-    """Run the block with ``count`` torch CPU threads (default: the idle cores, no more than now)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, count or idle_cpu_count())))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
-
-
-def lightning_device(device: str = "auto") -> tuple[str, list[int] | int, torch.device]:
-    """``auto``/``cpu``/``cuda``/``cuda:N`` -> (Lightning accelerator, its devices, the torch device)."""
-    from lexactum.evaluation.evaluate import resolve_device
-
-    resolved = resolve_device(str(device).strip().lower())
-    if resolved.type == "cuda":
-        index = 0 if resolved.index is None else resolved.index
-        if index >= torch.cuda.device_count():
-            raise LexactumError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
-        return "cuda", [index], torch.device("cuda", index)
-    if resolved.type in ("cpu", "mps"):
-        return resolved.type, 1, resolved
-    raise LexactumError(f"device {device!r}: training runs on cpu, cuda or cuda:N, not {resolved.type}")
-
-
-def resolve_precision(precision: str | None, accelerator: str) -> str:
-    """The Lightning precision: ``bf16-mixed`` on a GPU that has bf16 (else ``16-mixed``), ``32-true`` on CPU."""
-    if precision is None:
-        if accelerator == "cuda":
-            return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-        return "32-true"
-    text = str(precision).strip().lower()
-    if text not in PRECISIONS:
-        raise LexactumError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    return {"32": "32-true", "64": "64-true"}.get(text, text)
 
 
 def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto", precision: str | None = None,

@@ -115,14 +115,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from lexactum.data.layouts import ChallengeDataset
+    from lexactum.devices import resolve_device
     from lexactum.errors import LexactumError
-    from lexactum.evaluation.evaluate import (
-        LEFT_OUT_FILE,
-        evaluate_model,
-        left_out_summary,
-        model_normalisation,
-        resolve_device,
-    )
+    from lexactum.evaluation.evaluate import LEFT_OUT_FILE, evaluate_model, left_out_summary, model_normalisation
     from lexactum.evaluation.metrics import check_bootstrap
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import all_or_nothing, read_csv, refuse_file_as_folder, write_config

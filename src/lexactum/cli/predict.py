@@ -47,8 +47,9 @@ def run(args) -> int:
     from pathlib import Path
 
     from lexactum.data.cutouts import open_cutouts
+    from lexactum.devices import resolve_device
     from lexactum.errors import LexactumError, ModelFileError
-    from lexactum.evaluation.evaluate import left_out_summary, model_normalisation, predict_folder, resolve_device
+    from lexactum.evaluation.evaluate import left_out_summary, model_normalisation, predict_folder
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import all_or_nothing, refuse_file_as_folder, write_config
 

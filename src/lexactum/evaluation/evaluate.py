@@ -10,7 +10,6 @@ current one), so memory stays bounded whatever the size of the set.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lexactum.devices import device_name, resolve_device, synchronise
 from lexactum.errors import DataError, LexactumError, plain_number
 
 SCORES_FILE = "scores.csv"
@@ -26,50 +26,6 @@ ROC_FILE = "roc.png"
 SUBMISSION_FILE = "submission.txt"
 LEFT_OUT_FILE = "left_out.csv"
 LEFT_OUT_COLUMNS = ("ID", "reason", "file")
-
-
-# ----------------------------------------------------------------------------------------------- devices
-def resolve_device(device: str = "auto"):
-    """A torch.device: 'auto' is the GPU when there is one, else the CPU."""
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise LexactumError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise LexactumError(f"device {device!r}: LEXACTUM runs on cpu, cuda or cuda:N")
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise LexactumError(f"device {device!r} asked for, but torch sees no CUDA GPU on this machine")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise LexactumError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)")
-    return resolved
-
-
-def device_name(device) -> str:
-    """What the timings ran on: the GPU's name, or the CPU model."""
-    import torch
-
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return f"CPU: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def _synchronise(device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ----------------------------------------------------------------------------------------------- scoring
@@ -122,7 +78,7 @@ def score(model, images_or_loader, device="auto", batch_size: int = 256, clock: 
 
     if int(batch_size) < 1:
         raise LexactumError(f"batch size must be at least 1, got {plain_number(batch_size)!r}")
-    device = resolve_device(device) if isinstance(device, str) or device is None else torch.device(device)
+    device = resolve_device(device)
     if total is None and hasattr(images_or_loader, "__len__") and hasattr(images_or_loader, "shape"):
         total = len(images_or_loader)
     model = model.to(device).eval()
@@ -136,13 +92,13 @@ def score(model, images_or_loader, device="auto", batch_size: int = 256, clock: 
             if not warmed_up:
                 started = time.perf_counter()
                 model(inputs)
-                _synchronise(device)
+                synchronise(device)
                 clock.warmup_seconds += time.perf_counter() - started
                 warmed_up = True
-            _synchronise(device)
+            synchronise(device)
             started = time.perf_counter()
             logits = model(inputs)
-            _synchronise(device)
+            synchronise(device)
             if clock is not None:
                 clock.seconds += time.perf_counter() - started
                 clock.images += len(inputs)
@@ -195,14 +151,14 @@ def score_files(model, source, indices: Sequence[int] | None = None, device="aut
     ``model_s_per_image`` (the network alone).
     """
     indices = np.arange(len(source)) if indices is None else np.asarray(indices, dtype=np.int64)
-    device = resolve_device(device) if isinstance(device, str) or device is None else device
+    device = resolve_device(device)
     clock = ScoringClock()
     started = time.perf_counter()
     batches = stream_batches(source, indices, int(batch_size), model_normalisation(model),
                              source.survey.mask_value)
     scores = score(model, batches, device, batch_size, clock=clock, show_progress=show_progress,
                    total=len(indices))
-    _synchronise(device)
+    synchronise(device)
     elapsed = time.perf_counter() - started - clock.warmup_seconds
     timing = {
         "model_s_per_image": clock.per_image,
@@ -306,7 +262,7 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
         raise DataError(f"{getattr(data, 'path', 'data')}: {int((labels < 0).sum())} selected objects have "
                         "no label; evaluation needs a catalog ('lexactum predict' scores unlabelled data)")
     check_both_classes(labels)  # before the scoring pass, which may take long
-    device = resolve_device(device) if isinstance(device, str) or device is None else device
+    device = resolve_device(device)
     scores, timing = _score_selection(model, data, indices, files, device, batch_size, end_to_end_images,
                                       show_progress)
     ids = np.asarray(data.ids)[indices]
@@ -505,7 +461,7 @@ def conv_activations(model, image: np.ndarray, device="cpu") -> dict[str, np.nda
 
     from lexactum.models.blocks import ResidualBlock
 
-    device = resolve_device(device) if isinstance(device, str) or device is None else device
+    device = resolve_device(device)
     model = model.to(device).eval()
     activations = (nn.ReLU, nn.ELU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU)
     after: dict[nn.Module, object] = {}  # conv -> the activation applied to its output
