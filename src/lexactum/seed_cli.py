@@ -125,7 +125,7 @@ def _demo_dataset(survey: str):
 
     path = Path(DEMO_DATA.format(survey=survey))
     try:
-        from lexactum.cli.demo import DEMO_IMAGES, ensure_simulated
+        from lexactum.builtin_data import DEMO_IMAGES, ensure_simulated
     except ImportError:
         raise LexactumError(f"no --dataset given and the simulator is not available to create {path}") from None
     ensure_simulated(path, survey, DEMO_IMAGES, seed=0)

@@ -291,6 +291,18 @@ class _NoTips:
         return "Tip:" not in str(record.msg)
 
 
+def parse_split(text: str) -> tuple[float, ...]:
+    """'0.19,0.01,0.80' -> (0.19, 0.01, 0.8); a clear error otherwise (the sum is checked by training)."""
+    try:
+        values = tuple(float(part) for part in str(text).split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (2, 3):
+        raise LexactumError(f"--split must be 3 comma-separated fractions like 0.19,0.01,0.80 (or 2 with "
+                            f"--test-dataset), got {text!r}")
+    return values
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs; :func:`train` validates it and records it in ``config.json``."""

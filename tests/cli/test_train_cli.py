@@ -9,8 +9,9 @@ import pytest
 
 from lexactum import runs
 from lexactum.cli import build_parser, main
-from lexactum.cli.train import config_from_args, parse_split
+from lexactum.cli.train import config_from_args
 from lexactum.errors import LexactumError
+from lexactum.training import parse_split
 
 
 def _config(*argv):

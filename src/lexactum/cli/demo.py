@@ -7,17 +7,14 @@ test images. ``make demo`` runs it on a fresh clone.
 
 from __future__ import annotations
 
+from lexactum.builtin_data import DEMO_IMAGES
+
 #: Defaults chosen so that the whole demo, installation included, takes a few minutes on 2 CPU cores and
 #: reaches a test AUC above 0.8 (see the README for the measured numbers).
 DEMO_DATA = "data/demo/space"
-DEMO_IMAGES = 3000
 DEMO_EPOCHS = 10
 DEMO_BATCH = 32
 DEMO_SPLIT = "0.7,0.1,0.2"
-#: The demo set leaves out the faintest lenses (lensed flux under 300 sigma, about a quarter of the real
-#: population, which lens_flow scores at AUC ~0.64 after minutes of CPU training): the built-in data then
-#: shows a clear signal in a few minutes. ``lexactum simulate`` keeps the full calibrated population.
-DEMO_MIN_LENSED_FLUX = 300.0
 
 
 def add_parser(subparsers, formatter_class) -> None:
@@ -46,15 +43,16 @@ def add_parser(subparsers, formatter_class) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from lexactum.builtin_data import ensure_simulated
     from lexactum.errors import LexactumError
+    from lexactum.evaluation.plots import draw_top_scored
 
     if args.n < 1:
         raise LexactumError(f"--n must be a positive number of images, got {args.n}")
     data = Path(args.data)
     ensure_simulated(data, "space", args.n, args.seed)
 
-    from lexactum.cli.train import parse_split
-    from lexactum.training import TrainConfig, train
+    from lexactum.training import TrainConfig, parse_split, train
 
     split = parse_split(args.split)
     print(f"Training {args.network} for {args.epochs} epochs on {data} (augmentation on) ...", flush=True)
@@ -74,35 +72,3 @@ def run(args) -> int:
                         ("top-scored test images", grid), ("configuration", result.run_dir / "config.json")):
         print(f"  {label:<24} {path}")
     return 0
-
-
-def ensure_simulated(path, survey: str, n: int, seed: int = 0) -> None:
-    """Simulate ``n`` objects of ``survey`` into ``path`` unless a dataset is already there."""
-    from pathlib import Path
-
-    path = Path(path)
-    if path.is_dir() and any(path.glob("*.csv")):
-        return
-    from lexactum.simulate import simulate_dataset
-
-    print(f"No dataset at {path}: simulating {n} {survey} images there (first use only; lenses brighter "
-          f"than {DEMO_MIN_LENSED_FLUX:g} sigma in lensed flux) ...", flush=True)
-    simulate_dataset(path, survey=survey, n=n, layout="test", seed=seed, min_lensed_flux=DEMO_MIN_LENSED_FLUX)
-
-
-def draw_top_scored(run_dir, data, top: int):
-    """A PNG grid of the ``top`` highest-scored test images, titled with ID, label and score."""
-    import numpy as np
-    import pandas as pd
-
-    from lexactum.data import ChallengeDataset
-    from lexactum.data.cache import prepare
-    from lexactum.evaluation.plots import image_grid
-
-    scores = pd.read_csv(run_dir / "scores.csv").sort_values("score", ascending=False).head(top)
-    prepared = prepare(ChallengeDataset(data), progress=False)
-    row_of = {int(i): k for k, i in enumerate(prepared.ids)}
-    rows = np.array([row_of[int(i)] for i in scores["ID"]])
-    titles = [f"{int(i)} {'lens' if int(lab) == 1 else 'non-lens'}\n{s:.3f}"
-              for i, lab, s in zip(scores["ID"], scores["label"], scores["score"], strict=True)]
-    return image_grid(np.asarray(prepared.images[rows]), run_dir / "top_scored.png", titles=titles, ncols=8)

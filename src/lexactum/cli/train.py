@@ -89,24 +89,10 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_split(text: str) -> tuple[float, ...]:
-    """'0.19,0.01,0.80' -> (0.19, 0.01, 0.8); a clear error otherwise (the sum is checked by training)."""
-    from lexactum.errors import LexactumError
-
-    try:
-        values = tuple(float(part) for part in str(text).split(","))
-    except ValueError:
-        values = ()
-    if len(values) not in (2, 3):
-        raise LexactumError(f"--split must be 3 comma-separated fractions like 0.19,0.01,0.80 (or 2 with "
-                            f"--test-dataset), got {text!r}")
-    return values
-
-
 def config_from_args(args):
     """The TrainConfig that ``args`` ask for (the saved run's, with the allowed changes, for --resume)."""
     from lexactum.errors import LexactumError
-    from lexactum.training import TrainConfig
+    from lexactum.training import TrainConfig, parse_split
 
     given = {key: value for key, value in vars(args).items() if key not in ("func", "command", "debug")}
     if "split" in given:

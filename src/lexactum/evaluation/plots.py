@@ -244,3 +244,20 @@ def plot_feature_maps(activations: Mapping[str, np.ndarray], input_image, out_di
         fig.tight_layout()
         paths.append(save_figure(fig, out_dir / f"{index:02d}_{_file_stem(name)}.png"))
     return paths
+
+
+def draw_top_scored(run_dir, data, top: int):
+    """A PNG grid of the ``top`` highest-scored test images of a run (its ``scores.csv``), titled with ID,
+    label and score: the first thing a person looks at after training."""
+    import pandas as pd
+
+    from lexactum.data import ChallengeDataset
+    from lexactum.data.cache import prepare
+
+    scores = pd.read_csv(run_dir / "scores.csv").sort_values("score", ascending=False).head(top)
+    prepared = prepare(ChallengeDataset(data), progress=False)
+    row_of = {int(i): k for k, i in enumerate(prepared.ids)}
+    rows = np.array([row_of[int(i)] for i in scores["ID"]])
+    titles = [f"{int(i)} {'lens' if int(lab) == 1 else 'non-lens'}\n{s:.3f}"
+              for i, lab, s in zip(scores["ID"], scores["label"], scores["score"], strict=True)]
+    return image_grid(np.asarray(prepared.images[rows]), run_dir / "top_scored.png", titles=titles, ncols=8)
