@@ -135,18 +135,19 @@ def test_workers_die_with_their_parent(tmp_path, kind, method):
     assert left == [], "processes left after kill -9"
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill -9", "Ctrl-C", "SIGTERM"])
 def test_stopped_prepare_leaves_no_process(make_dataset, tmp_path, how):
     """kill -9 of ``dataset prepare --workers 2``: the workers, the forkserver and the resource tracker go.
-    Ctrl-C: the command stops at once (its workers killed, not waited for) with one line."""
+    Ctrl-C or SIGTERM: the command stops at once (its workers killed, not waited for) with one line."""
     root = make_dataset(survey="space", n=6, layout="train")
     (tmp_path / "prepare_driver.py").write_text(PREPARE_DRIVER)
     argv = [str(tmp_path / "prepare_driver.py"), "dataset", "prepare", str(root),
             "--cache-dir", str(tmp_path / "cache"), "--workers", "2"]
     left, proc, stderr = _stop_once_started(argv, tmp_path / "started", how)
     assert left == [], "processes left"
-    if how == signal.SIGINT:
-        assert proc.returncode == 130 and stderr.strip().splitlines() == ["lexactum dataset: interrupted"]
+    if how != signal.SIGKILL:  # SIGTERM (a batch scheduler's) too: one line, the temp folder removed
+        line, status = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated (SIGTERM)", 143)}[how]
+        assert proc.returncode == status and stderr.strip().splitlines() == [f"lexactum dataset: {line}"]
         assert list((tmp_path / "cache").iterdir()) == []
 
 

@@ -244,6 +244,18 @@ def test_checkpoint_writer_on_a_real_full_disk(full_disk):
     assert last.read_bytes() == b"the previous checkpoint"
 
 
+@pytest.mark.parametrize("earlier", [False, True], ids=["first epoch", "later epoch"])
+def test_full_disk_at_a_checkpoint_offers_resume_only_where_there_is_a_last_ckpt(tmp_path, monkeypatch, earlier):
+    if earlier:
+        (tmp_path / "last.ckpt").write_bytes(b"an earlier checkpoint")
+    _simulate_full_disk(monkeypatch, ".best.")
+    with pytest.raises(LexactumError) as info:
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, tmp_path / "best.ckpt")
+    hint = (f"'lexactum train --resume {tmp_path}' continues the run" if earlier
+            else f"train again ({tmp_path} has no finished epoch to resume from)")
+    assert str(info.value).endswith(hint)
+
+
 @pytest.mark.parametrize("disk", ["simulated", "tmpfs"])
 def test_full_disk_for_the_model_file_is_one_line(dataset, tmp_path, monkeypatch, capsys, request, disk):
     if disk == "tmpfs":

@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
-from lexactum import runs
+from lexactum import processes, runs
 from lexactum.data.loader import SEED_SPLIT  # the seed's split of one dataset: 19% / 1% / 80%
 from lexactum.errors import LexactumError
 
@@ -209,8 +209,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             run_dir, reason = Path(path).parent, os_reason(exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
             raise LexactumError(f"{path}: cannot write the checkpoint ({reason}); no partial file is "
                                 f"left and an earlier checkpoint, if any, is kept: free space, then "
-                                f"'lexactum train --resume {run_dir}'") from exc
+                                f"{_resume_hint(run_dir)}") from exc
         return None
+
+
+def _resume_hint(run_dir: Path) -> str:
+    """How to go on with an interrupted run: resume it where it has a last.ckpt, else start it again."""
+    if (Path(run_dir) / runs.LAST_CHECKPOINT).is_file():
+        return f"'lexactum train --resume {run_dir}' continues the run"
+    return f"train again ({run_dir} has no finished epoch to resume from)"
 
 
 def idle_cpu_count() -> int:
@@ -582,8 +589,13 @@ def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision
         with _torch_flags_restored():
             trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
                                     patience=config.patience, progress=config.progress)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None,
-                        weights_only=True)
+            try:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None,
+                            weights_only=True)
+            except SystemExit:  # how Lightning ends a fit stopped by Ctrl-C (status 1) or SIGTERM (status 0)
+                if not trainer.interrupted:
+                    raise
+                raise processes.interruption(trainer.received_sigterm, _resume_hint(run_dir)) from None
         module.epochs_trained = int(trainer.current_epoch)
     best = run_dir / runs.BEST_CHECKPOINT
     if config.patience is not None and best.is_file():
