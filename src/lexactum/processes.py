@@ -42,7 +42,13 @@ def interrupt_on_sigterm() -> None:
     with a bare ``SystemExit``), which a batch scheduler takes for success.
     """
 
+    command = os.getpid()
+
     def _raise(signum, frame):
+        if os.getpid() != command:  # a forked worker inherited this: it must die as a pool's terminate() wants
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         raise Terminated()
 
     if threading.current_thread() is threading.main_thread():
