@@ -39,6 +39,8 @@ from lexactum.errors import LexactumError
 #: With a separate test dataset (the challenge's protocol) the training set is split train / validation.
 CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
 #: Precisions accepted by --precision (Lightning's names).
+#: The largest seed: numpy's, which Lightning's ``seed_everything`` seeds (2**32 - 1).
+MAX_SEED = 2**32 - 1
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "64")
 #: Settings a resumed run may change; the others must match the run's config.json.
 RESUMABLE_OVERRIDES = ("epochs", "device", "precision", "patience", "progress", "num_workers", "cache_dir",
@@ -422,8 +424,11 @@ class TrainConfig:
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
                                           or self.patience < 1):
             raise LexactumError(f"patience must be a positive whole number of epochs, got {self.patience!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise LexactumError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or not 0 <= self.seed <= MAX_SEED:
+            raise LexactumError(f"seed must be a whole number from 0 to {MAX_SEED}, got {int(self.seed)}"
+                                if isinstance(self.seed, (int, np.integer)) else
+                                f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise LexactumError(f"threads must be a positive whole number, got {self.threads!r}")
