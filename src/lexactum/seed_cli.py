@@ -193,7 +193,7 @@ def _load_and_score(survey: str, dataset, args):
     runs.write_split(out_dir, {"test": test_ids}, fractions=list(fractions), seed=int(split.get("seed", 0)),
                      dataset=str(Path(dataset).resolve()))
     metrics = evaluate_model(model, prepared, test_indices, out_dir, batch_size=max(args.batch_size, 64),
-                             verbose=False, title=f"{survey} {model_path.name}")
+                             verbose=False, title=f"{survey} {model_path.name}", model_name=str(model_path))
     return metrics, out_dir, None
 
 
