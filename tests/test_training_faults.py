@@ -86,16 +86,23 @@ def test_resume_with_fewer_epochs_is_refused_and_the_run_is_untouched(run_copy, 
     assert _snapshot(run_copy) == before
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign pickle"])
 def test_corrupt_last_checkpoint_is_one_line_and_the_run_is_untouched(run_copy, capsys, damage):
+    import pickle
+    import warnings
+
     last = run_copy / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint" * 100,
-                      "empty": b""}[damage])
+                      "empty": b"", "foreign pickle": pickle.dumps({"a": object}, protocol=4)}[damage])
     before = _snapshot(run_copy)
-    assert main(["train", "--resume", str(run_copy), "--epochs", "3"]) == 2
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["train", "--resume", str(run_copy), "--epochs", "3"]) == 2
+    assert [str(w.message) for w in shown if "pickle" in str(w.message)] == []  # torch's, before its error
     line = _one_line_error(capsys)
     assert f"{last}: corrupt or truncated checkpoint" in line
+    assert "If you are seeing this error" not in line and "Re-running" not in line  # torch's advice to coders
     assert _snapshot(run_copy) == before
 
 

@@ -685,11 +685,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     one LexactumError naming the file when it is missing, truncated or not a checkpoint."""
     path = Path(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a foreign pickle's protocol before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise LexactumError(f"{path}: checkpoint not found") from None
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError... for damage
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = reason.split(". ")[0].rstrip(".")[:160]  # torch's first sentence: the rest is advice for coders
         raise LexactumError(f"{path}: corrupt or truncated checkpoint ({reason}); the run cannot continue from "
                             "it: start a new run, or put back an intact copy") from exc
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
