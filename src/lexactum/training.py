@@ -524,7 +524,8 @@ def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split):
     try:
         check_both_classes(labels.astype(np.int64))
     except LexactumError as exc:
-        raise LexactumError(f"{where} cannot be scored: {exc}; change the split or the seed") from exc
+        fix = "choose a test dataset with both" if test_dataset is not None else "change the split or the seed"
+        raise LexactumError(f"{where} cannot be scored: {exc}; {fix}") from exc
     return datamodule
 
 
