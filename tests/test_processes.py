@@ -90,11 +90,12 @@ WITH_CTRL_C = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_
                "os.execv(sys.argv[1], sys.argv[1:])")
 
 
-def _stop_once_started(argv: list[str], started: Path, how: signal.Signals = signal.SIGKILL,
+def _stop_once_started(argv: list[str], started: Path, how: signal.Signals = signal.SIGKILL, group: bool = True,
                        ) -> tuple[list[int], subprocess.Popen, str]:
     """Run ``argv``; once two workers have started, kill -9 it, or send ``how`` to its whole process group
-    (as a terminal's Ctrl-C does); return the tagged processes left after a few seconds (then killed, also
-    when this fails, so that a failing test leaves nothing either), the process, and its stderr."""
+    (as a terminal's Ctrl-C does; to the command alone without ``group``, as ``kill PID`` does); return the
+    tagged processes left after a few seconds (then killed, also when this fails, so that a failing test
+    leaves nothing either), the process, and its stderr."""
     tag = uuid.uuid4().hex
     started.mkdir()
     env = dict(os.environ, LEXACTUM_TEST_TAG=tag, STARTED=str(started))
@@ -106,8 +107,10 @@ def _stop_once_started(argv: list[str], started: Path, how: signal.Signals = sig
             _wait_for_workers(proc, started, tag)
             if how == signal.SIGKILL:
                 proc.kill()
-            else:
+            elif group:
                 os.killpg(proc.pid, how)
+            else:
+                proc.send_signal(how)
             proc.wait(timeout=30)
             deadline = time.monotonic() + 10
             while (left := _tagged(tag)) and time.monotonic() < deadline:
@@ -147,18 +150,19 @@ def test_workers_die_with_their_parent_where_they_can_only_poll(tmp_path):
     assert left == [], "processes left after kill -9"
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["kill -9", "Ctrl-C"])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill -9", "Ctrl-C", "SIGTERM"])
 def test_stopped_prepare_leaves_no_process(make_dataset, tmp_path, how):
     """kill -9 of ``dataset prepare --workers 2``: the workers, the forkserver and the resource tracker go.
-    Ctrl-C: the command stops at once (its workers killed, not waited for) with one line."""
+    Ctrl-C or SIGTERM: the command stops at once (its workers killed, not waited for) with one line."""
     root = make_dataset(survey="space", n=6, layout="train")
     (tmp_path / "prepare_driver.py").write_text(PREPARE_DRIVER)
     argv = [str(tmp_path / "prepare_driver.py"), "dataset", "prepare", str(root),
             "--cache-dir", str(tmp_path / "cache"), "--workers", "2"]
     left, proc, stderr = _stop_once_started(argv, tmp_path / "started", how)
     assert left == [], "processes left"
-    if how == signal.SIGINT:
-        assert proc.returncode == 130 and stderr.strip().splitlines() == ["lexactum dataset: interrupted"]
+    if how != signal.SIGKILL:  # SIGTERM (a batch scheduler's) too: one line, the temp folder removed
+        line, status = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated (SIGTERM)", 143)}[how]
+        assert proc.returncode == status and stderr.strip().splitlines() == [f"lexactum dataset: {line}"]
         assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -168,3 +172,16 @@ def test_killed_simulate_leaves_no_process(tmp_path):
             "--out", str(tmp_path / "out"), "--workers", "2"]
     left, _, _ = _stop_once_started(argv, tmp_path / "started")
     assert left == [], "processes left after kill -9"
+
+
+def test_simulate_terminated_alone_stops_its_forked_workers(tmp_path):
+    """``kill PID`` (SIGTERM to the command only): the pool's terminate() sends SIGTERM to the forked
+    workers, which inherited the command's SIGTERM handler; they must die of it (raising in a worker printed
+    its traceback, and in a real simulation the worker then hung at exit with the command waiting on it)."""
+    (tmp_path / "simulate_driver.py").write_text(SIMULATE_DRIVER)
+    argv = [str(tmp_path / "simulate_driver.py"), "simulate", "--survey", "space", "--n", "8",
+            "--out", str(tmp_path / "out"), "--workers", "2"]
+    left, proc, stderr = _stop_once_started(argv, tmp_path / "started", signal.SIGTERM, group=False)
+    assert left == [], "processes left after SIGTERM"
+    assert proc.returncode == 143
+    assert stderr.strip().splitlines() == ["lexactum simulate: terminated (SIGTERM)"]  # no worker's traceback

@@ -200,6 +200,30 @@ def test_all_or_nothing_keeps_every_earlier_file_when_one_write_fails(tmp_path):
     assert _only_names(tmp_path) == ["a.csv", "b.csv"]
 
 
+def test_all_or_nothing_renames_its_group_with_the_folder_locked(tmp_path, monkeypatch):
+    """Another command's group (it takes the same lock) cannot rename between two renames of this group: two
+    ``predict --out DIR`` at once left scores.csv of one run beside submission.txt of the other."""
+    fcntl = pytest.importorskip("fcntl")
+    real_replace, seen = os.replace, []
+
+    def replace(src, dst):
+        probe = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)  # as another process would open it
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            seen.append("free")
+        except BlockingIOError:
+            seen.append("locked")
+        finally:
+            os.close(probe)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with runs.all_or_nothing():
+        runs.write_text_atomic(tmp_path / "scores.csv", "new\n")
+        runs.write_text_atomic(tmp_path / "submission.txt", "new\n")
+    assert seen == ["locked", "locked"]
+
+
 def test_temporaries_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
     """A kill -9 inside all_or_nothing leaves the group's temporaries: the next write there removes those of
     dead processes (a child that has exited and been reaped), never a running writer's or another file."""

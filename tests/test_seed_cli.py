@@ -128,6 +128,26 @@ def test_a_space_model_is_refused_by_ground(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and "space" in err[0] and "ground" in err[0], err
 
 
+def test_a_model_giving_nan_scores_is_named_by_its_file(make_dataset, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from lexactum.models import create_model, save_model
+
+    model = create_model("lens_flow", 1)
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.fill_(float("nan"))
+    save_model(model, tmp_path / "models" / "broken.safetensors", {"survey": "space"})
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LEXACTUM_CACHE_DIR", str(tmp_path / "cache"))
+    args = ["--dataset", str(make_dataset(n=20, seed=8)), "--train_or_load", "load", "--model_name",
+            "broken.safetensors"]
+    assert main("space", args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"Space.py: error: {Path('models') / 'broken.safetensors'} gave 16 "
+                                               "non-finite score(s)"), err
+
+
 def test_load_scores_a_set_too_small_for_a_validation_part(make_dataset, toy_model_file, tmp_path, monkeypatch,
                                                           capsys):
     # 20 objects: the seed's 1% validation part is empty, which matters for training only.

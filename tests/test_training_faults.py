@@ -77,16 +77,23 @@ def test_resume_with_fewer_epochs_is_refused_and_the_run_is_untouched(run_copy, 
     assert _snapshot(run_copy) == before
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign pickle"])
 def test_corrupt_last_checkpoint_is_one_line_and_the_run_is_untouched(run_copy, capsys, damage):
+    import pickle
+    import warnings
+
     last = run_copy / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"not a checkpoint" * 100,
-                      "empty": b""}[damage])
+                      "empty": b"", "foreign pickle": pickle.dumps({"a": object}, protocol=4)}[damage])
     before = _snapshot(run_copy)
-    assert main(["train", "--resume", str(run_copy), "--epochs", "3"]) == 2
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        assert main(["train", "--resume", str(run_copy), "--epochs", "3"]) == 2
+    assert [str(w.message) for w in shown if "pickle" in str(w.message)] == []  # torch's, before its error
     line = _one_line_error(capsys)
     assert f"{last}: corrupt or truncated checkpoint" in line
+    assert "If you are seeing this error" not in line and "Re-running" not in line  # torch's advice to coders
     assert _snapshot(run_copy) == before
 
 
@@ -154,7 +161,8 @@ def test_model_is_saved_before_the_evaluation_and_a_resume_finishes_the_run(data
 def test_one_class_test_part_is_refused_before_training(make_dataset, tmp_path):
     training_set = make_dataset(n=40, layout="train", seed=6)
     no_lenses = make_dataset(n=20, layout="test", seed=7, lens_fraction=0.0)
-    with pytest.raises(LexactumError, match=r"test dataset .* cannot be scored: need both lenses and non-lenses"):
+    with pytest.raises(LexactumError, match=r"test dataset .* cannot be scored: need both lenses and non-lenses.*"
+                                            r"; choose a test dataset with both$"):  # its split is not the fault
         train(_config(tmp_path, training_set, test_dataset=no_lenses, split=(0.9, 0.1), run_dir=tmp_path / "run"))
     assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()
 
@@ -248,6 +256,18 @@ def test_checkpoint_writer_on_a_real_full_disk(full_disk):
         AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(100_000)}}, last)
     assert [p.name for p in full_disk.iterdir()] == ["last.ckpt"]
     assert last.read_bytes() == b"the previous checkpoint"
+
+
+@pytest.mark.parametrize("earlier", [False, True], ids=["first epoch", "later epoch"])
+def test_full_disk_at_a_checkpoint_offers_resume_only_where_there_is_a_last_ckpt(tmp_path, monkeypatch, earlier):
+    if earlier:
+        (tmp_path / "last.ckpt").write_bytes(b"an earlier checkpoint")
+    _simulate_full_disk(monkeypatch, ".best.")
+    with pytest.raises(LexactumError) as info:
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, tmp_path / "best.ckpt")
+    hint = (f"'lexactum train --resume {tmp_path}' continues the run" if earlier
+            else f"train again ({tmp_path} has no finished epoch to resume from)")
+    assert str(info.value).endswith(hint)
 
 
 @pytest.mark.parametrize("disk", ["simulated", "tmpfs"])

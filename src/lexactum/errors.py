@@ -75,3 +75,11 @@ def plain_number(value):
     if callable(item) and getattr(value, "shape", None) == ():
         return item()
     return value
+
+
+def human_size(n_bytes: float) -> str:
+    """``n_bytes`` for people: '1.6 GB', '340.2 MB', '12.0 kB', '512 bytes' (powers of 1000, as ``info``)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n_bytes >= scale:
+            return f"{n_bytes / scale:.1f} {unit}"
+    return f"{int(n_bytes)} bytes"

@@ -24,6 +24,49 @@ POLL_SECONDS = 0.5
 ORPHAN_EXIT = 70
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, as a batch scheduler's ``kill`` sends it, taken as an interruption like Ctrl-C.
+
+    A subclass of KeyboardInterrupt so that every clean-up already written for Ctrl-C (temporary files and
+    folders removed, workers stopped) runs for it too; the command then exits with 128 + 15.
+    """
+
+    exit_code = 128 + signal.SIGTERM
+
+
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise :class:`Terminated` in the main thread instead of killing the process on the spot.
+
+    Left to its default a SIGTERM ends the command with no message and leaves its temporaries behind; inside
+    Lightning's ``fit`` it even ends the command with exit status 0 (Lightning's own handler stops the loop
+    with a bare ``SystemExit``), which a batch scheduler takes for success.
+    """
+
+    command = os.getpid()
+
+    def _raise(signum, frame):
+        if os.getpid() != command:  # a forked worker inherited this: it must die as a pool's terminate() wants
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise)
+
+
+def interruption(sigterm: bool, message: str = "") -> KeyboardInterrupt:
+    """The exception to raise for an interruption found after the fact (e.g. in a Lightning fit)."""
+    return Terminated(message) if sigterm else KeyboardInterrupt(message)
+
+
+def interruption_line(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """What a front end prints for an interruption, and its exit status (130 for Ctrl-C, 143 for SIGTERM)."""
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    detail = str(exc).strip()
+    return (f"{what}: {detail}" if detail else what), getattr(exc, "exit_code", 130)
+
+
 def executor(max_workers: int, method: str | None = None, preload: tuple[str, ...] = ()):
     """A ``ProcessPoolExecutor`` whose workers die with this process.
 

@@ -148,13 +148,42 @@ def all_or_nothing() -> Iterator[None]:
         raise
     finally:
         _GROUP.reset(token)
-    for k, (tmp, path) in enumerate(staged):
-        try:
-            os.replace(tmp, path)
-        except OSError as exc:
-            for left, _ in staged[k:]:
-                _discard(left)
-            raise WriteError.of(exc, path) from exc
+    with _folders_locked(path.parent for _, path in staged):
+        for k, (tmp, path) in enumerate(staged):
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                for left, _ in staged[k:]:
+                    _discard(left)
+                raise WriteError.of(exc, path) from exc
+
+
+@contextlib.contextmanager
+def _folders_locked(folders: Iterable[Path]) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on each folder (in a fixed order: no deadlock) while a group is renamed.
+
+    Two commands writing into the same folder at once (two ``predict --out DIR``) would otherwise interleave
+    their renames and leave scores.csv of one run beside submission.txt of the other; locked, the last
+    group to finish replaces the whole set. Where folders cannot be locked (no fcntl), nothing is held.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    handles = []
+    try:
+        for folder in sorted({os.fspath(f) for f in folders}):
+            try:
+                handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            except OSError:  # the rename will say what is wrong with the folder
+                continue
+            handles.append(handle)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        for handle in handles:
+            os.close(handle)
 
 
 def _new_file_mode(tmp: Path) -> int:

@@ -76,10 +76,12 @@ def build_parser(survey: str) -> argparse.ArgumentParser:
 
 def main(survey: str, argv: list[str] | None = None) -> int:
     """Run the seed's program for ``survey`` ('space' or 'ground'); returns the exit status."""
+    from lexactum import processes
     from lexactum.errors import LexactumError, describe_os_error
 
     parser = build_parser(survey)
     args = parser.parse_args(argv)
+    processes.interrupt_on_sigterm()
     try:
         return run(survey, args)
     except LexactumError as exc:
@@ -88,9 +90,10 @@ def main(survey: str, argv: list[str] | None = None) -> int:
     except OSError as exc:  # the last safety net, as in `lexactum`: a disk full or a read-only folder
         print(f"{parser.prog}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (processes.Terminated)
+        line, status = processes.interruption_line(exc)
+        print(f"{parser.prog}: {line}", file=sys.stderr)
+        return status
 
 
 def run(survey: str, args) -> int:
@@ -190,7 +193,7 @@ def _load_and_score(survey: str, dataset, args):
     runs.write_split(out_dir, {"test": test_ids}, fractions=list(fractions), seed=int(split.get("seed", 0)),
                      dataset=str(Path(dataset).resolve()))
     metrics = evaluate_model(model, prepared, test_indices, out_dir, batch_size=max(args.batch_size, 64),
-                             verbose=False, title=f"{survey} {model_path.name}")
+                             verbose=False, title=f"{survey} {model_path.name}", model_name=str(model_path))
     return metrics, out_dir, None
 
 

@@ -32,13 +32,15 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from torch import nn
 
-from lexactum import runs
+from lexactum import processes, runs
 from lexactum.data.loader import SEED_SPLIT  # the seed's split of one dataset: 19% / 1% / 80%
 from lexactum.devices import cpu_threads, lightning_device, resolve_precision
 from lexactum.errors import LexactumError
 
 #: With a separate test dataset (the challenge's protocol) the training set is split train / validation.
 CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
+#: The largest seed: numpy's, which Lightning's ``seed_everything`` seeds (2**32 - 1).
+MAX_SEED = 2**32 - 1
 #: Settings a resumed run may change; the others must match the run's config.json.
 RESUMABLE_OVERRIDES = ("epochs", "device", "precision", "patience", "progress", "num_workers", "cache_dir",
                        "bootstrap", "model_out", "threads", "overwrite")
@@ -209,8 +211,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             run_dir = Path(path).parent
             raise LexactumError(f"{path}: cannot write the checkpoint ({os_reason(cause)}); no partial file is "
                                 f"left and an earlier checkpoint, if any, is kept: {_remedy(cause)}, then "
-                                f"'lexactum train --resume {run_dir}'") from exc
+                                f"{_resume_hint(run_dir)}") from exc
         return None
+
+
+def _resume_hint(run_dir: Path) -> str:
+    """How to go on with an interrupted run: resume it where it has a last.ckpt, else start it again."""
+    if (Path(run_dir) / runs.LAST_CHECKPOINT).is_file():
+        return f"'lexactum train --resume {run_dir}' continues the run"
+    return f"train again ({run_dir} has no finished epoch to resume from)"
 
 
 class GivenPatience(EarlyStopping):
@@ -394,8 +403,11 @@ class TrainConfig:
         if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
                                           or self.patience < 1):
             raise LexactumError(f"patience must be a positive whole number of epochs, got {self.patience!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise LexactumError(f"seed must be a whole number >= 0, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
+                or not 0 <= self.seed <= MAX_SEED:
+            raise LexactumError(f"seed must be a whole number from 0 to {MAX_SEED}, got {int(self.seed)}"
+                                if isinstance(self.seed, (int, np.integer)) else
+                                f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
                                          or self.threads < 1):
             raise LexactumError(f"threads must be a positive whole number, got {self.threads!r}")
@@ -491,7 +503,8 @@ def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split):
     try:
         check_both_classes(labels.astype(np.int64))
     except LexactumError as exc:
-        raise LexactumError(f"{where} cannot be scored: {exc}; change the split or the seed") from exc
+        fix = "choose a test dataset with both" if test_dataset is not None else "change the split or the seed"
+        raise LexactumError(f"{where} cannot be scored: {exc}; {fix}") from exc
     return datamodule
 
 
@@ -563,8 +576,13 @@ def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision
         with _torch_flags_restored():
             trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
                                     patience=config.patience, progress=config.progress)
-            trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None,
-                        weights_only=True)
+            try:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None,
+                            weights_only=True)
+            except SystemExit:  # how Lightning ends a fit stopped by Ctrl-C (status 1) or SIGTERM (status 0)
+                if not trainer.interrupted:
+                    raise
+                raise processes.interruption(trainer.received_sigterm, _resume_hint(run_dir)) from None
         module.epochs_trained = int(trainer.current_epoch)
     best = run_dir / runs.BEST_CHECKPOINT
     if config.patience is not None and best.is_file():
@@ -663,7 +681,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     one LexactumError naming the file when it is missing, truncated or not a checkpoint."""
     path = Path(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a foreign pickle's protocol before refusing it
+            warnings.simplefilter("ignore", UserWarning)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise LexactumError(f"{path}: checkpoint not found") from None
     except OSError as exc:  # unreadable (permissions, I/O error, a folder), not damaged: never advise dropping it
@@ -671,7 +691,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
         raise LexactumError(f"{describe_os_error(exc, path, 'read')}; the checkpoint itself may be intact") from exc
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, EOFError, UnpicklingError... for damage
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = reason.split(". ")[0].rstrip(".")[:160]  # torch's first sentence: the rest is advice for coders
         raise LexactumError(f"{path}: corrupt or truncated checkpoint ({reason}); the run cannot continue from "
                             "it: start a new run, or put back an intact copy") from exc
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:

@@ -54,6 +54,14 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, extra, message):
     assert not (tmp_path / "x.png").exists()
 
 
+def test_a_seed_torch_cannot_take_is_one_line(make_dataset, tmp_path, capsys):
+    dataset = make_dataset(survey="space", n=3, layout="train")
+    assert main(["augment-preview", str(dataset), "--out", str(tmp_path / "x.png"), "--seed", str(10**20)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lexactum augment-preview: error: --seed {10**20}: out of range for torch's random generator"]
+    assert not (tmp_path / "x.png").exists()
+
+
 @pytest.mark.parametrize("where", ["a folder", "under a file"])
 def test_unwritable_out_exits_2_before_reading(make_dataset, tmp_path, capsys, where):
     dataset = make_dataset(survey="space", n=3, layout="train")

@@ -77,3 +77,17 @@ def test_module_imports_nothing_heavy():
             "sys.exit(str(heavy) if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--overwrite"], ["--out", "copy.safetensors"]])
+def test_a_safetensors_input_is_refused_by_name_and_kept(tmp_path, capsys, monkeypatch, extra):
+    from lexactum.models import create_model, save_model
+
+    monkeypatch.chdir(tmp_path)
+    model = save_model(create_model("lens_flow", 1), tmp_path / "space.safetensors", {"survey": "space"})
+    before = model.read_bytes()
+    assert main(["convert", str(model), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lexactum convert: error: {model}: already a .safetensors model file (convert reads the "
+                   "seed's Keras .h5 files); use it as it is"]
+    assert model.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["space.safetensors"]

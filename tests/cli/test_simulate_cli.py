@@ -39,6 +39,19 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, messag
     assert not out.exists()
 
 
+def test_a_simulation_its_disk_cannot_hold_is_refused_at_once(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    out = tmp_path / "sim"
+    free = 2 * 46080  # space: one FITS file of 46080 bytes per object
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - free, free))
+    code = main(["simulate", "--survey", "space", "--n", "3", "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"lexactum simulate: error: no space left on {tmp_path} for 3 objects: need "
+                                 "138.2 kB, 92.2 kB free (free some space, or choose another --out or a smaller --n)"]
+    assert not out.exists()
+
+
 def test_a_bad_real_key_is_refused_before_simulating(tmp_path, capsys):
     out = tmp_path / "sim"
     key = tmp_path / "key.csv"

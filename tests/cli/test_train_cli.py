@@ -62,6 +62,7 @@ def test_resume_keeps_the_run_settings_and_refuses_changes(tmp_path):
     (["--dataset", ".", "--split", "0.5;0.5"], "--split must be"),
     (["--dataset", ".", "--epochs", "0"], "epochs must be a positive"),
     (["--dataset", ".", "--network", "alexnet"], "unknown network 'alexnet'"),
+    (["--dataset", ".", "--seed", str(2**32)], "seed must be a whole number from 0 to 4294967295, got 4294967296"),
     (["--resume", "nowhere"], "run folder does not exist"),
 ])
 def test_errors_are_one_line_with_exit_status_2(argv, message, capsys, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from lexactum import __version__
+from lexactum import __version__, processes
 from lexactum.errors import LexactumError, describe_os_error
 
 #: Subcommand modules, in the order ``lexactum --help`` lists them.
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    processes.interrupt_on_sigterm()
     try:
         result = args.func(args)
     except LexactumError as exc:
@@ -85,9 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"lexactum {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"lexactum {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (processes.Terminated)
+        line, status = processes.interruption_line(exc)
+        print(f"lexactum {args.command}: {line}", file=sys.stderr)
+        return status
     return int(result or 0)
 
 

@@ -61,7 +61,10 @@ def run(args) -> int:
         raise LexactumError(f"{args.path}: dataset holds no complete objects to show")
     raw = np.stack([dataset.read(i) for i in range(n)])
     originals = normalise(raw, "zscale", mask_value=dataset.survey.mask_value)
-    generator = torch.Generator().manual_seed(args.seed)
+    try:
+        generator = torch.Generator().manual_seed(args.seed)
+    except (ValueError, RuntimeError, OverflowError):  # torch's own bounds of a seed
+        raise LexactumError(f"--seed {args.seed}: out of range for torch's random generator") from None
     augmented = Augmenter()(torch.from_numpy(originals), generator=generator).numpy()
 
     columns, sets = preview_layout(n)

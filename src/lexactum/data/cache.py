@@ -23,7 +23,7 @@ import numpy as np
 
 from lexactum.data.layouts import ChallengeDataset, read_objects
 from lexactum.data.surveys import SurveyFormat, get_survey
-from lexactum.errors import DataError, LexactumError
+from lexactum.errors import DataError, LexactumError, human_size
 from lexactum.processes import process_alive
 from lexactum.runs import ensure_folder, machine_tag
 
@@ -232,8 +232,8 @@ def _check_space(folder: Path, need: int) -> None:
     except OSError:  # cannot tell: the allocation will say
         return
     if free < need:
-        raise LexactumError(f"no space left on {folder} for the prepared dataset: need {_size(need)}, "
-                            f"{_size(free)} free (free some space or choose another --cache-dir)")
+        raise LexactumError(f"no space left on {folder} for the prepared dataset: need {human_size(need)}, "
+                            f"{human_size(free)} free (free some space or choose another --cache-dir)")
 
 
 def _allocate(path: Path, n_bytes: int) -> None:
@@ -270,18 +270,10 @@ def _sync(path: Path) -> None:
 def _os_error_line(exc: OSError, folder: Path, n_bytes: int) -> str:
     """One line for an OSError met while building a cache in ``folder``."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (f"no space left on {folder} while preparing the dataset ({_size(n_bytes)} needed; free some "
+        return (f"no space left on {folder} while preparing the dataset ({human_size(n_bytes)} needed; free some "
                 "space or choose another --cache-dir)")
     where = f" ({exc.filename})" if exc.filename else ""
     return f"{folder}: cannot write the prepared dataset: {exc.strerror or exc}{where}"
-
-
-def _size(n_bytes: float) -> str:
-    """``n_bytes`` for people: '1.6 GB', '340.2 MB', '12.0 kB', '512 bytes' (powers of 1000, as ``info``)."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n_bytes >= scale:
-            return f"{n_bytes / scale:.1f} {unit}"
-    return f"{int(n_bytes)} bytes"
 
 
 def _prepare_chunk(task) -> int:

@@ -767,6 +767,9 @@ def convert_keras_file(source: str | os.PathLike, out: str | os.PathLike | None 
     from lexactum.models.files import save_model
 
     source = Path(source)
+    if source.suffix.lower() == ".safetensors":  # else: "not a readable HDF5 file (corrupt?)", or the default
+        raise ModelFileError(f"{source}: already a .safetensors model file (convert reads the seed's Keras "
+                             ".h5 files); use it as it is")  # output name would be the input itself
     out = source.with_suffix(".safetensors") if out is None else Path(out)
     if out.suffix.lower() == ".h5":
         raise ModelFileError(f"{out}: the output is a safetensors file and must not end in .h5")

@@ -183,6 +183,7 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
     params = {"simulator_version": SIMULATOR_VERSION, "survey": fmt.name, "layout": layout, "n": int(n),
               "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
               "min_lensed_flux": float(min_lensed_flux)}
+    _check_space(out, fmt, int(n) - (len(_read_journal(out / ROWS_JOURNAL)) if out.is_dir() else 0))
     _prepare_output(out, params, overwrite)
     write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=False), indent=1) + "\n")
 
@@ -315,6 +316,27 @@ def _header_with_position(survey: str, ra: float, dec: float) -> bytes:
     for at, key, value in ((at_ra, "RA", ra), (at_dec, "DEC", dec)):
         text = text[:at] + Card(key, value, "radians").image + text[at + 80:]
     return text.encode("ascii")
+
+
+def _check_space(out: Path, fmt: SurveyFormat, n_objects: int) -> None:
+    """Refuse at once a simulation its disk cannot hold (``--n`` in the billions would otherwise run for
+    hours, its list of tasks growing in memory, before a full disk stopped it): each object is one FITS file
+    per band, a header block and the float32 image padded to whole 2880-byte blocks."""
+    import shutil
+
+    from lexactum.errors import LexactumError, human_size
+
+    block, existing = 2880, out
+    while not existing.is_dir() and existing != existing.parent:  # the folder may not exist yet
+        existing = existing.parent
+    need = n_objects * fmt.n_bands * (block + -(-fmt.image_size ** 2 * 4 // block) * block)
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:  # cannot tell: the writes will say
+        return
+    if need > free:
+        raise LexactumError(f"no space left on {existing} for {n_objects} objects: need {human_size(need)}, "
+                            f"{human_size(free)} free (free some space, or choose another --out or a smaller --n)")
 
 
 def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
