@@ -36,9 +36,12 @@ def test_writing_where_a_file_or_folder_is_in_the_way_is_one_clear_error(tmp_pat
     blocker.write_text("mine")
     with pytest.raises(LexactumError, match="afile: is a file, not a folder"):
         runs.write_json(blocker / "config.json", {"a": 1})  # e.g. --out afile
-    with pytest.raises(LexactumError, match=r"^--out .*afile is a file, not a folder$"):
-        runs.refuse_file_as_folder(blocker)  # the same, asked before a long scoring pass
-    runs.refuse_file_as_folder(tmp_path / "not yet")  # a folder still to be made is fine
+    with pytest.raises(LexactumError, match=r"^--out .*afile: not a folder$"):
+        runs.check_output_folder(blocker)  # the same, asked before a long scoring pass
+    with pytest.raises(LexactumError, match=r"afile/sub: not a folder \(.*afile is not a folder\)$"):
+        runs.check_output_folder(blocker / "sub")
+    runs.check_output_folder(tmp_path / "not" / "yet")  # a folder still to be made is fine, and not made
+    assert not (tmp_path / "not").exists()
     (tmp_path / "folder").mkdir()
     with pytest.raises(LexactumError, match="folder: is a folder"):
         runs.write_text_atomic(tmp_path / "folder", "text")  # e.g. convert --out somedir
@@ -251,3 +254,12 @@ def test_temporaries_of_killed_writers_are_swept_and_live_ones_kept(tmp_path):
         match = runs.TEMPORARY_NAME.fullmatch(tmp.name)
         assert match and match["machine"] == here and int(match["pid"]) == os.getpid()
         tmp.write_text("{}")
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, read_only):
+    """predict, evaluate, features and simulate ask this before their long work: a read-only --out is one line
+    then, not after hours of scoring."""
+    (tmp_path / "ro").mkdir()
+    out = read_only(tmp_path / "ro")
+    with pytest.raises(LexactumError, match=r"--out .*ro/new: cannot write in .*ro \(read-only or no permission\)"):
+        runs.check_output_folder(out / "new")

@@ -64,7 +64,8 @@ def test_run_folder_holds_everything(trained):
     for name in ("config.json", "split.json", "metrics.csv", "training_curves.png", "scores.csv",
                  "metrics.json", "roc.png", "last.ckpt", "best.ckpt"):
         assert (run_dir / name).is_file(), name
-    assert not list(run_dir.glob("*.part*")) and not list(run_dir.glob(".*"))
+    # nothing hidden but the claim that kept other processes off the run while it trained
+    assert not list(run_dir.glob("*.part*")) and [p.name for p in run_dir.glob(".*")] == [runs.CLAIM_FILE]
 
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["config"]["network"] == "lens_flow" and saved["config"]["epochs"] == 2

@@ -242,7 +242,7 @@ def test_full_disk_while_checkpointing_keeps_the_last_good_checkpoint(dataset, t
     assert len(calls) == 2
     line = _one_line_error(capsys)
     assert f"{run_dir / 'last.ckpt'}: cannot write the checkpoint (no space left on device)" in line
-    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == []
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.startswith(".")) == [runs.CLAIM_FILE]
     assert epochs_done(torch.load(run_dir / "last.ckpt", weights_only=True)) == 1
     monkeypatch.undo()
     assert main(["train", "--resume", str(run_dir)]) == 0
@@ -344,3 +344,14 @@ def test_a_resumed_run_keeps_the_patience_it_was_given(tmp_path):
     stopping[0].load_state_dict(earlier.state_dict())
     assert stopping[0].patience == 5
     assert stopping[0].wait_count == 1 and float(stopping[0].best_score) == 0.75
+
+
+def test_a_run_being_trained_cannot_be_resumed_by_another_process_meanwhile(run_copy, capsys):
+    """Two 'train --resume RUN' at once both wrote RUN's checkpoints and records: the second is refused in one
+    line and changes nothing. (flock conflicts between two open files even in one process: the claim held
+    here stands for the other process.)"""
+    before = _snapshot(run_copy)
+    with runs.claimed(run_copy, "is being trained"):
+        assert main(["train", "--resume", str(run_copy), "--epochs", "5"]) == 2
+    assert f"{run_copy} is being trained by another process" in _one_line_error(capsys)
+    assert _snapshot(run_copy) == before

@@ -205,10 +205,48 @@ def _discard(tmp: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def refuse_file_as_folder(folder: str | os.PathLike, what: str = "--out") -> None:
-    """A LexactumError now when ``folder`` exists as a file: before long work whose outputs go there."""
-    if Path(folder).exists() and not Path(folder).is_dir():
-        raise LexactumError(f"{what} {folder} is a file, not a folder")
+#: The file whose lock claims a folder for one process (:func:`claimed`).
+CLAIM_FILE = ".lexactum.lock"
+
+
+@contextlib.contextmanager
+def claimed(folder: str | os.PathLike | None, doing: str = "is in use") -> Iterator[None]:
+    """Hold ``folder`` for this process during the block: another process asking meanwhile gets one line
+    ("FOLDER is being trained by another process") instead of both writing the same files.
+
+    An advisory lock (flock) on a small file in the folder: the system drops it when the process ends, even
+    by kill -9, so a crash never leaves the folder claimed. A folder that does not exist, or where the file
+    cannot be made (read-only), is not claimed: nothing can be written there anyway, and the writes say so.
+    """
+    import fcntl
+
+    try:
+        handle = os.open(Path(folder) / CLAIM_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    except (OSError, TypeError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LexactumError(f"{folder} {doing} by another process; wait for it to end") from None
+        yield
+    finally:
+        os.close(handle)
+
+
+def check_output_folder(folder: str | os.PathLike, what: str = "--out") -> None:
+    """Before long work whose outputs go to ``folder``: it is a folder, or can be created as one, and can be
+    written to; else one LexactumError now, rather than after hours of scoring or training. Creates nothing."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == folder else f" ({existing} is not a folder)"
+        raise LexactumError(f"{what} {folder}: not a folder{where}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LexactumError(f"{what} {folder}: cannot write in {existing} (read-only or no permission)")
 
 
 def ensure_folder(folder: str | os.PathLike) -> Path:

@@ -458,16 +458,23 @@ def train(config: TrainConfig) -> TrainResult:
     folder recording all of it. Everything that can refuse the run (bad settings, a resume that cannot
     continue, an output that is taken or cannot be written, a test part that cannot be scored) fails with a
     LexactumError before anything is written or trained."""
+    config.validate()
+    # Two processes continuing one run would write the same checkpoints and records: the second is refused.
+    claim = runs.claimed(config.run_dir, "is being trained") if config.resume else contextlib.nullcontext()
+    with claim:
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> TrainResult:
     from lexactum.data import ChallengeDataset
     from lexactum.data.loader import split_indices
 
-    config.validate()
     split = config.resolved_split()
     accelerator, _, torch_device = lightning_device(config.device)
     precision = resolve_precision(config.precision, accelerator)
     epochs_done, finished = _check_resume(config) if config.resume else (0, False)
     if not config.resume and config.run_dir is not None:
-        _check_writable_folder(Path(config.run_dir), "--run-dir")
+        runs.check_output_folder(Path(config.run_dir), "--run-dir")
     dataset = ChallengeDataset(config.dataset, survey=config.survey)
     test_dataset = ChallengeDataset(config.test_dataset, survey=dataset.survey) if config.test_dataset else None
     loader_split = split[:2] if test_dataset is not None else split
@@ -478,8 +485,11 @@ def train(config: TrainConfig) -> TrainResult:
     with quiet_warnings(), threads:
         datamodule = _prepare_data(config, dataset, test_dataset, loader_split)
         run_dir = _start_run(config, datamodule, torch_device, precision, model_path)
-        module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision, epochs_done, finished)
-        return _finish_run(config, module, datamodule, run_dir, torch_device, model_path)
+        # A new run claims its folder as soon as it exists (a resume holds its claim already): no resume of it
+        # can start while it trains.
+        with contextlib.nullcontext() if config.resume else runs.claimed(run_dir, "is being trained"):
+            module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision, epochs_done, finished)
+            return _finish_run(config, module, datamodule, run_dir, torch_device, model_path)
 
 
 def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split):
@@ -708,18 +718,6 @@ def epochs_done(checkpoint: dict) -> int:
         return int(checkpoint.get("epoch", -1)) + 1
 
 
-def _check_writable_folder(folder: Path, what: str) -> None:
-    """Before any long work: ``folder`` is a folder, or can be created as one, and can be written to."""
-    existing = folder
-    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "" if existing == folder else f" ({existing} is not a folder)"
-        raise LexactumError(f"{what} {folder}: not a folder{where}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise LexactumError(f"{what} {folder}: cannot write in {existing} (read-only or no permission)")
-
-
 def _choose_model_path(config: TrainConfig, survey: str, own_run: Path | None) -> Path:
     """The model file, settled before training. An explicit one that exists is refused unless ``overwrite``
     (or ``backup_existing``, or it is the resumed run's own model); a default name that is taken moves to a
@@ -732,7 +730,7 @@ def _choose_model_path(config: TrainConfig, survey: str, own_run: Path | None) -
     explicit = config.model_out is not None
     path = Path(config.model_out) if explicit else default_model_path(
         survey, config.network, config.epochs, models_dir=config.models_dir)
-    _check_writable_folder(path.parent, "--model-out" if explicit else "models folder")
+    runs.check_output_folder(path.parent, "--model-out" if explicit else "models folder")
     if explicit and path.exists() and not (path.is_file() and (config.overwrite or config.backup_existing)) \
             and not own(path):
         hint = "a folder; give a file name" if path.is_dir() else "exists; give --overwrite to replace it"

@@ -231,5 +231,7 @@ def test_read_only_out_is_one_line_and_keeps_the_earlier_outputs(earlier_predict
     capsys.readouterr()
     assert main(["predict", "--model", str(model), str(root), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"cannot write {out}/scores.csv: read-only file system" in err and len(err.strip().splitlines()) == 1
+    # refused before the scoring pass, not after it
+    assert f"--out {out}: cannot write in {out} (read-only or no permission)" in err
+    assert len(err.strip().splitlines()) == 1
     assert contents(out) == before

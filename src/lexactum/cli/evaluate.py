@@ -59,7 +59,7 @@ def run(args) -> int:
     from lexactum.evaluation.evaluate import LEFT_OUT_FILE, evaluate_model, left_out_summary, model_normalisation
     from lexactum.evaluation.metrics import check_bootstrap
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import all_or_nothing, read_csv, refuse_file_as_folder, write_config
+    from lexactum.runs import all_or_nothing, check_output_folder, read_csv, write_config
 
     # Checked before any work: a bad value must not cost a whole scoring pass or leave a config.json behind.
     if args.batch_size < 1:
@@ -73,7 +73,7 @@ def run(args) -> int:
         indices = positions_of(dataset.ids, read_ids_file(args.ids_file), args.ids_file)
     # The whole file name: m.v1.safetensors, m.v2.safetensors and m.h5 each get a folder of their own.
     out_dir = Path(args.out) if args.out else Path("evaluations") / model_path.name
-    refuse_file_as_folder(out_dir)
+    check_output_folder(out_dir)
     device = resolve_device(args.device)
     data = _prepared_if_current(dataset, model_normalisation(model)) or dataset
     with all_or_nothing():  # the outputs and the record describing them appear together or not at all

@@ -48,7 +48,7 @@ def run(args) -> int:
     from lexactum.evaluation.evaluate import conv_activations, model_normalisation
     from lexactum.evaluation.plots import plot_feature_maps
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import all_or_nothing, refuse_file_as_folder, write_config
+    from lexactum.runs import all_or_nothing, check_output_folder, write_config
 
     if args.max_channels < 1:
         raise LexactumError(f"--max-channels {args.max_channels}: draw at least 1 channel per layer")
@@ -58,7 +58,7 @@ def run(args) -> int:
                                             dataset=args.dataset, survey=model.metadata.get("survey"))
     image = normalise(raw[None], method=model_normalisation(model), mask_value=survey.mask_value)[0]
     out_dir = Path(args.out)
-    refuse_file_as_folder(out_dir)
+    check_output_folder(out_dir)
     activations = conv_activations(model, image, device=args.device)
     # Pictures of an earlier run here (another model may have had more layers) would read as this one's.
     earlier = _earlier_pictures(out_dir)

@@ -51,7 +51,7 @@ def run(args) -> int:
     from lexactum.errors import LexactumError, ModelFileError
     from lexactum.evaluation.evaluate import left_out_summary, model_normalisation, predict_folder
     from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import all_or_nothing, refuse_file_as_folder, write_config
+    from lexactum.runs import all_or_nothing, check_output_folder, write_config
 
     if args.batch_size < 1:  # before any work: no output folder for a run that cannot start
         raise LexactumError(f"--batch-size {args.batch_size}: must be at least 1")
@@ -63,7 +63,7 @@ def run(args) -> int:
         raise ModelFileError(f"{model_path} takes {channels} band(s), but the cutouts in {args.input} have "
                              f"{source.survey.n_bands} ({source.survey.name})")
     out_dir = Path(args.out)
-    refuse_file_as_folder(out_dir)
+    check_output_folder(out_dir)
     device = resolve_device(args.device)
     with all_or_nothing():  # the outputs and the record describing them appear together or not at all
         result = predict_folder(model, source, out_dir, device=device, batch_size=args.batch_size,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lexactum.data.surveys import TRAINING_CATALOG, SurveyFormat
-from lexactum.runs import TEMPORARY_NAME, atomic_path, refuse_file_as_folder, write_text_atomic
+from lexactum.runs import TEMPORARY_NAME, atomic_path, check_output_folder, write_text_atomic
 
 #: Objects per sub-folder in the released test set.
 OBJECTS_PER_FOLDER = 10_000
@@ -343,7 +343,7 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
     """Refuse an ``out`` holding another dataset (unless ``overwrite``: then remove that dataset)."""
     from lexactum.errors import LexactumError
 
-    refuse_file_as_folder(out)
+    check_output_folder(out)
     if not out.exists() or not any(out.iterdir()):
         try:
             out.mkdir(parents=True, exist_ok=True)
