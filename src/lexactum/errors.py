@@ -83,3 +83,34 @@ def human_size(n_bytes: float) -> str:
         if n_bytes >= scale:
             return f"{n_bytes / scale:.1f} {unit}"
     return f"{int(n_bytes)} bytes"
+
+
+def run_reporting_errors(prog: str, work, debug: bool = False) -> int:
+    """Run ``work()`` as a command named ``prog`` and return its exit status, every way it can end reported
+    on one line of stderr: a LexactumError or an OSError no writer described (status 2; ``debug`` re-raises
+    them for the traceback), Ctrl-C (130) or SIGTERM (143), output piped into ``head`` (0). Both front ends
+    (``lexactum`` and ``Space.py``/``Ground.py``) end this way."""
+    import sys
+
+    from lexactum import processes
+
+    processes.interrupt_on_sigterm()
+    try:
+        return int(work() or 0)
+    except LexactumError as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        sys.stderr.close()
+        return 0
+    except OSError as exc:  # the last safety net: a disk full or a read-only folder no writer described
+        if debug:
+            raise
+        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (processes.Terminated)
+        line, status = processes.interruption_line(exc)
+        print(f"{prog}: {line}", file=sys.stderr)
+        return status

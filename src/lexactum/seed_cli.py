@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from lexactum.models.registry import BUILTIN_MODULES as SEED_NETWORKS  # names only: --help stays fast
 
@@ -76,24 +75,11 @@ def build_parser(survey: str) -> argparse.ArgumentParser:
 
 def main(survey: str, argv: list[str] | None = None) -> int:
     """Run the seed's program for ``survey`` ('space' or 'ground'); returns the exit status."""
-    from lexactum import processes
-    from lexactum.errors import LexactumError, describe_os_error
+    from lexactum.errors import run_reporting_errors
 
     parser = build_parser(survey)
     args = parser.parse_args(argv)
-    processes.interrupt_on_sigterm()
-    try:
-        return run(survey, args)
-    except LexactumError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # the last safety net, as in `lexactum`: a disk full or a read-only folder
-        print(f"{parser.prog}: error: {describe_os_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (processes.Terminated)
-        line, status = processes.interruption_line(exc)
-        print(f"{parser.prog}: {line}", file=sys.stderr)
-        return status
+    return run_reporting_errors(parser.prog, lambda: run(survey, args))
 
 
 def run(survey: str, args) -> int:

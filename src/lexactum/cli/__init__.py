@@ -12,8 +12,8 @@ import argparse
 import importlib
 import sys
 
-from lexactum import __version__, processes
-from lexactum.errors import LexactumError, describe_os_error
+from lexactum import __version__
+from lexactum.errors import run_reporting_errors
 
 #: Subcommand modules, in the order ``lexactum --help`` lists them.
 COMMAND_MODULES = (
@@ -70,27 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    processes.interrupt_on_sigterm()
-    try:
-        result = args.func(args)
-    except LexactumError as exc:
-        if args.debug:
-            raise
-        print(f"lexactum {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into `head` and the like: not an error
-        sys.stderr.close()
-        return 0
-    except OSError as exc:  # the last safety net: a disk full or a read-only folder no writer described
-        if args.debug:
-            raise
-        print(f"lexactum {args.command}: error: {describe_os_error(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (processes.Terminated)
-        line, status = processes.interruption_line(exc)
-        print(f"lexactum {args.command}: {line}", file=sys.stderr)
-        return status
-    return int(result or 0)
+    return run_reporting_errors(f"lexactum {args.command}", lambda: args.func(args), debug=args.debug)
 
 
 if __name__ == "__main__":
