@@ -28,7 +28,7 @@ def torch_flags_kept():
     if "torch" not in sys.modules:  # a test that never imported torch changed nothing
         yield
         return
-    from lexactum.training import _torch_flags_restored
+    from lexactum.training.trainer import _torch_flags_restored
 
     with _torch_flags_restored():
         yield

@@ -306,7 +306,7 @@ def test_trainer_writes_checkpoints_through_the_atomic_writer(tmp_path):
 # --- item 7: last.ckpt every epoch ------------------------------------------------------------------------
 
 def test_last_checkpoint_is_saved_every_epoch_even_without_improvement(dataset, tmp_path, monkeypatch):
-    monkeypatch.setattr("lexactum.training.validation_auc", lambda *args, **kwargs: 0.5)  # never improves
+    monkeypatch.setattr("lexactum.training.module.validation_auc", lambda *args, **kwargs: 0.5)  # never improves
     result = train(_config(tmp_path, dataset, epochs=3, run_dir=tmp_path / "run"))
     last = torch.load(result.run_dir / "last.ckpt", weights_only=True)
     best = torch.load(result.run_dir / "best.ckpt", weights_only=True)
@@ -317,7 +317,7 @@ def test_last_checkpoint_is_saved_every_epoch_even_without_improvement(dataset, 
 def test_resuming_an_early_stopped_run_trains_nothing_more(dataset, tmp_path, monkeypatch, capsys):
     """A run that stopped early, resumed as it was (e.g. to write its model file after a full disk): Lightning
     alone would train on (its stop is not in the checkpoint) and could change best.ckpt, hence the model."""
-    monkeypatch.setattr("lexactum.training.validation_auc", lambda *args, **kwargs: 0.5)  # never improves
+    monkeypatch.setattr("lexactum.training.module.validation_auc", lambda *args, **kwargs: 0.5)  # never improves
     result = train(_config(tmp_path, dataset, epochs=5, patience=1, run_dir=tmp_path / "run"))
     assert result.epochs_trained == 2
     checkpoints = {name: (result.run_dir / name).read_bytes() for name in ("last.ckpt", "best.ckpt")}
