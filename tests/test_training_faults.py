@@ -5,6 +5,7 @@ atomically every epoch, and one-line errors instead of tracebacks."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 from pathlib import Path
@@ -355,3 +356,29 @@ def test_a_run_being_trained_cannot_be_resumed_by_another_process_meanwhile(run_
         assert main(["train", "--resume", str(run_copy), "--epochs", "5"]) == 2
     assert f"{run_copy} is being trained by another process" in _one_line_error(capsys)
     assert _snapshot(run_copy) == before
+
+
+def test_a_resume_after_the_catalog_labels_changed_is_refused(finished, dataset, tmp_path, capsys):
+    """split.json records each part's labels: a resume on a catalog whose labels were flipped would train
+    on other data without a word; it is refused in one line and changes nothing."""
+    import pandas as pd
+
+    data = tmp_path / "data"
+    shutil.copytree(dataset, data)
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished.run_dir, run_dir)
+    split = json.loads((run_dir / "split.json").read_text())
+    assert len(split["train"]["labels"]) == split["train"]["n"]
+    config = json.loads((run_dir / "config.json").read_text())
+    config["config"]["dataset"] = str(data)
+    (run_dir / "config.json").write_text(json.dumps(config))
+    catalog = next(data.glob("*.csv"))
+    table = pd.read_csv(catalog, comment="#")
+    label = "is_lens" if "is_lens" in table else "no_source"
+    table[label] = 1 - table[label]
+    catalog.write_text(table.to_csv(index=False))
+    before = _snapshot(run_dir)
+    assert main(["train", "--resume", str(run_dir), "--epochs", "3", "--cache-dir", str(tmp_path / "cache"),
+                 "--model-out", str(tmp_path / "new.safetensors")]) == 2
+    assert "label(s) of the train part differ from the run's split.json" in _one_line_error(capsys)
+    assert _snapshot(run_dir) == before

@@ -362,12 +362,17 @@ def read_config(run_dir: str | os.PathLike) -> dict:
     return read_json(run_dir / CONFIG)
 
 
-def write_split(run_dir: str | os.PathLike, parts: Mapping[str, Iterable[int]], **details) -> Path:
-    """``split.json``: the object IDs of each part (``train``, ``val``, ``test``) plus ``details``."""
+def write_split(run_dir: str | os.PathLike, parts: Mapping[str, Iterable[int]],
+                labels: Mapping[str, Iterable[int]] | None = None, **details) -> Path:
+    """``split.json``: the object IDs of each part (``train``, ``val``, ``test``), their labels when given
+    (a resume checks both: a catalog whose labels changed is not the data the run was trained on), plus
+    ``details``."""
     record = dict(details)
     for name, ids in parts.items():
         ids = [int(i) for i in ids]
         record[name] = {"n": len(ids), "ids": ids}
+        if labels is not None and name in labels:
+            record[name]["labels"] = [int(label) for label in labels[name]]
     return write_json(Path(run_dir) / SPLIT, record)
 
 

@@ -112,9 +112,12 @@ def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, mo
     """Create (or, when resuming, check) the run folder, then write its records: config.json, split.json."""
     dataset, test_dataset = datamodule.dataset, datamodule.test_dataset
     parts = {"train": datamodule.train_ids, "val": datamodule.val_ids, "test": datamodule.test_ids}
+    labels = {"train": datamodule.prepared.labels[datamodule.train_indices],
+              "val": datamodule.prepared.labels[datamodule.val_indices],
+              "test": datamodule.prepared_test.labels[datamodule.test_indices]}
     if config.resume:
         run_dir = Path(config.run_dir)
-        _check_same_split(run_dir, parts)
+        _check_same_split(run_dir, parts, labels)
     elif config.run_dir is None:
         run_dir = runs.new_run_dir(dataset.survey.name, config.network, root=config.runs_root)
     else:
@@ -134,7 +137,7 @@ def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, mo
         resolved["created"] = previous.get("created")
         resolved["resumed"] = [*previous.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
     runs.write_config(run_dir, resolved)
-    runs.write_split(run_dir, parts, fractions=list(config.resolved_split()), seed=config.seed,
+    runs.write_split(run_dir, parts, labels, fractions=list(config.resolved_split()), seed=config.seed,
                      dataset=str(dataset.path), test_dataset=test_path)
     return run_dir
 
@@ -327,13 +330,19 @@ def _os_error_text(exc: OSError, path=None) -> str:
     return describe_os_error(exc, path if exc.filename is None else None, "write" if exc.filename is None else None)
 
 
-def _check_same_split(run_dir: Path, parts: dict) -> None:
-    """A resumed run must see the same split; it changes when the dataset's objects changed."""
+def _check_same_split(run_dir: Path, parts: dict, labels: dict) -> None:
+    """A resumed run must see the same split with the same labels; the split changes when the dataset's
+    objects changed, the labels when its catalog did (runs from before labels were recorded: IDs only)."""
     saved = runs.read_split(run_dir) if (run_dir / runs.SPLIT).is_file() else {}
     for name, ids in parts.items():
         if name in saved and [int(i) for i in ids] != saved[name].get("ids"):
             raise LexactumError(f"{run_dir}: the dataset's {name} part differs from the run's {runs.SPLIT} "
                                 "(were objects added or removed?); cannot resume")
+        recorded = saved.get(name, {}).get("labels")
+        if recorded is not None and [int(v) for v in labels[name]] != recorded:
+            changed = sum(int(a) != b for a, b in zip(labels[name], recorded, strict=True))
+            raise LexactumError(f"{run_dir}: {changed} label(s) of the {name} part differ from the run's "
+                                f"{runs.SPLIT} (was the catalog changed?); cannot resume")
 
 
 def _best_val_auc(history: list[dict]) -> float:
