@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -382,3 +383,23 @@ def test_a_resume_after_the_catalog_labels_changed_is_refused(finished, dataset,
                  "--model-out", str(tmp_path / "new.safetensors")]) == 2
     assert "label(s) of the train part differ from the run's split.json" in _one_line_error(capsys)
     assert _snapshot(run_dir) == before
+
+
+def test_a_training_part_of_blank_images_is_refused_before_training(make_dataset, tmp_path, capsys):
+    """A dataset of empty (all-NaN) cutouts trained without a word to a model scoring everything 0.5: refused
+    now in one line naming the dataset, before any run folder or model file exists."""
+    from astropy.io import fits
+
+    from lexactum.data import ChallengeDataset
+
+    root = make_dataset(survey="space", n=20, layout="test")
+    for (path,) in ChallengeDataset(root).band_paths:
+        with fits.open(path, mode="update") as hdul:
+            hdul[0].data[:] = np.nan
+    argv = ["train", "--dataset", str(root), "--epochs", "1", "--split", "0.5,0.25,0.25", "--device", "cpu",
+            "--run-dir", str(tmp_path / "run"), "--model-out", str(tmp_path / "models" / "m.safetensors"),
+            "--cache-dir", str(tmp_path / "cache"), "--bootstrap", "0"]
+    assert main(argv) == 2
+    line = _one_line_error(capsys)
+    assert f"20 of 20 objects of {root} are blank" in line and "the whole training part is blank" in line
+    assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()

@@ -352,3 +352,39 @@ def test_abandoned_temporary_file_is_removed(make_dataset, tmp_path):
     leftover.write_bytes(b"half a cache")  # not a folder: a file of that name
     prepare(dataset, cache_dir=tmp_path, workers=1, progress=False)
     assert not leftover.exists()
+
+
+def _blank_out(dataset: ChallengeDataset, positions, value=np.nan) -> None:
+    """Overwrite every band of the objects at ``positions`` with one value (NaN: an empty cutout)."""
+    for k in positions:
+        for path in dataset.band_paths[k]:
+            with fits.open(path, mode="update") as hdul:
+                hdul[0].data[:] = value
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_blank_objects_are_counted_while_preparing(make_dataset, tmp_path, workers):
+    """All-NaN and constant cutouts (nothing a network can score) are found as the cache is written, by the
+    workers too, and named: the user hears of them rather than training on them."""
+    root = make_dataset(survey="ground", n=300, layout="train")  # two chunks: both workers find some
+    _blank_out(ChallengeDataset(root), [3, 290])
+    _blank_out(ChallengeDataset(root), [7], value=5.0)
+    prepared = prepare(ChallengeDataset(root), cache_dir=tmp_path, workers=workers, progress=False)
+    assert prepared.blank.tolist() == [3, 7, 290]
+    reference = [k for k in range(len(prepared)) if np.ptp(np.asarray(prepared.images[k])) == 0]
+    assert reference == [3, 7, 290]
+    assert prepared.blank_note().startswith(f"3 of 300 objects of {root} are blank")
+    assert open_prepared(prepared.path).blank.tolist() == [3, 7, 290]  # kept in index.json
+
+
+def test_blank_rows_matches_numpy():
+    from lexactum.data.normalise import blank_rows
+
+    rng = np.random.default_rng(0)
+    flat = rng.normal(size=(50, 40)).astype(np.float32)
+    flat[[2, 9]] = 0.0
+    flat[11] = 7.5
+    flat[20, :-1] = 1.0  # differs only at the last pixel: not blank
+    flat[20, -1] = 2.0
+    np.testing.assert_array_equal(blank_rows(flat), np.ptp(flat, axis=1) == 0)
+    assert np.flatnonzero(blank_rows(flat)).tolist() == [2, 9, 11]

@@ -150,6 +150,8 @@ def run_prepare(args) -> int:
     else:
         print(f"prepared {len(prepared)} objects in {prepared.seconds:.1f} s "
               f"({prepared.images_per_second:.0f} images/s) into {prepared.path} ({size_mb:.1f} MB)")
+    if prepared.blank_note():
+        print(f"warning: {prepared.blank_note()}")
     return 0
 
 

@@ -74,6 +74,21 @@ class PreparedData:
     def images_per_second(self) -> float:
         return len(self) / self.seconds if self.seconds > 0 else float("nan")
 
+    @property
+    def blank(self) -> np.ndarray:
+        """Positions of the blank objects (no pixel varies: all NaN, all masked or constant); empty for a cache
+        written before blanks were counted."""
+        return np.asarray(self.index.get("blank", []), dtype=np.int64)
+
+    def blank_note(self) -> str | None:
+        """One line about the blank objects for the user, or None when there are none."""
+        blank = self.blank
+        if len(blank) == 0:
+            return None
+        shown = ", ".join(str(int(self.ids[k])) for k in blank[:5]) + (" ..." if len(blank) > 5 else "")
+        return (f"{len(blank)} of {len(self)} objects of {self.dataset_path} are blank (no pixel varies: all NaN, "
+                f"masked or constant), e.g. ID {shown}")
+
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
     """Where prepared datasets go: ``cache_dir``, else ``$LEXACTUM_CACHE_DIR``, else the user cache folder."""
@@ -166,7 +181,8 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
     try:
         tmp.mkdir()
         _allocate(tmp / IMAGES_FILE, n_bytes)
-        _fill(dataset, tmp / IMAGES_FILE, tuple(index["shape"]), normalisation, mask, workers, progress)
+        index["blank"] = _fill(dataset, tmp / IMAGES_FILE, tuple(index["shape"]), normalisation, mask, workers,
+                               progress)
         _sync(tmp / IMAGES_FILE)  # on disk before the index says so: no zeros taken for images after a crash
         index["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with open(tmp / INDEX_FILE, "w") as fh:
@@ -202,8 +218,9 @@ def _index(dataset: ChallengeDataset, normalisation: str, mask: bool) -> dict:
 
 
 def _fill(dataset: ChallengeDataset, images_path: Path, shape: tuple, normalisation: str, mask: bool,
-          workers: int | None, progress: bool) -> None:
-    """Read and normalise every object into the allocated image file, in chunks (in processes if several)."""
+          workers: int | None, progress: bool) -> list[int]:
+    """Read and normalise every object into the allocated image file, in chunks (in processes if several);
+    returns the positions of blank objects (see :func:`_prepare_chunk`)."""
     from lexactum.progress import progress as progress_bar
 
     mask_value = dataset.survey.mask_value if mask else None
@@ -212,17 +229,26 @@ def _fill(dataset: ChallengeDataset, images_path: Path, shape: tuple, normalisat
     n_workers = _worker_count(workers, len(chunks))
     tasks = [(str(images_path), shape, start, stop, dataset._band_files[start:stop], normalisation,
               mask_value, n_workers > 1) for start, stop in chunks]
+    blank: list[int] = []
     with progress_bar(total=shape[0], desc=f"preparing {dataset.path.name}", unit="img",
                       enabled=None if progress else False) as bar:
         try:
             if n_workers <= 1:
                 for task in tasks:
-                    bar.update(_prepare_chunk(task))
+                    blank += _counted(bar, _prepare_chunk(task))
             else:
-                _run_parallel(tasks, n_workers, bar)
+                blank += _run_parallel(tasks, n_workers, bar)
         except BaseException:
             bar.leave = False  # erase the unfinished bar: the error is then the only line left
             raise
+    return sorted(blank)
+
+
+def _counted(bar, result: tuple[int, list[int]]) -> list[int]:
+    """Advance the bar by a chunk's objects; its blank positions."""
+    written, blank = result
+    bar.update(written)
+    return blank
 
 
 def _check_space(folder: Path, need: int) -> None:
@@ -276,9 +302,11 @@ def _os_error_line(exc: OSError, folder: Path, n_bytes: int) -> str:
     return f"{folder}: cannot write the prepared dataset: {exc.strerror or exc}{where}"
 
 
-def _prepare_chunk(task) -> int:
-    """Read and normalise objects [start, stop) into the shared memmap; returns how many were written."""
-    from lexactum.data.normalise import normalise
+def _prepare_chunk(task) -> tuple[int, list[int]]:
+    """Read and normalise objects [start, stop) into the shared memmap; returns how many were written and the
+    positions of the blank ones: no pixel of any band differs from the others (all NaN, all masked, or
+    constant), which no network can score, and which a user should hear about rather than train on."""
+    from lexactum.data.normalise import blank_rows, normalise
 
     images_path, shape, start, stop, band_files, normalisation, mask_value, in_worker = task
     if in_worker:  # the processes already share the cores: no threads inside each
@@ -287,30 +315,34 @@ def _prepare_chunk(task) -> int:
         numba.set_num_threads(1)
     images = np.memmap(images_path, dtype=np.float32, mode="r+", shape=tuple(shape))
     buffer = np.empty((BATCH_OBJECTS, *shape[1:]), dtype=np.float32)
+    blank: list[int] = []
     for lo in range(0, stop - start, BATCH_OBJECTS):
         files = band_files[lo:lo + BATCH_OBJECTS]
         raw = read_objects(files, out=buffer[:len(files)])
-        normalise(raw, method=normalisation, mask_value=mask_value,
-                  out=images[start + lo:start + lo + len(files)])
+        out = images[start + lo:start + lo + len(files)]
+        normalise(raw, method=normalisation, mask_value=mask_value, out=out)
+        blank += [start + lo + int(k) for k in np.flatnonzero(blank_rows(out.reshape(len(files), -1)))]
     del images  # shared pages: other processes see the data without a flush to disk
-    return stop - start
+    return stop - start, blank
 
 
-def _run_parallel(tasks: list, n_workers: int, bar) -> None:
+def _run_parallel(tasks: list, n_workers: int, bar) -> list[int]:
     from concurrent.futures import FIRST_COMPLETED, wait
 
     from lexactum.processes import executor, stop
 
     with executor(n_workers, preload=("lexactum.data.cache", "lexactum.data.normalise", "lexactum.data.fits")) as pool:
         futures = {pool.submit(_prepare_chunk, task) for task in tasks}
+        blank: list[int] = []
         try:
             while futures:
                 done, futures = wait(futures, return_when=FIRST_COMPLETED)
                 for future in done:
-                    bar.update(future.result())
+                    blank += _counted(bar, future.result())
         except BaseException:
             stop(pool)
             raise
+    return blank
 
 
 def _worker_count(workers: int | None, n_chunks: int) -> int:

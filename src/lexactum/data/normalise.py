@@ -446,3 +446,17 @@ def normalise(images, method: str = "zscale", mask_value: float | None = None, o
     fn(work)
     _zero_non_finite(work.reshape(-1))
     return result
+
+
+@njit(cache=True)
+def blank_rows(flat: np.ndarray) -> np.ndarray:
+    """Which rows of a 2-D array hold one value only (a blank image: all NaN or masked, hence 0 once normalised,
+    or constant). Stops at a row's first differing pixel, so a real image costs a few comparisons, not a pass."""
+    blank = np.ones(flat.shape[0], dtype=np.bool_)
+    for i in range(flat.shape[0]):
+        first = flat[i, 0]
+        for j in range(1, flat.shape[1]):
+            if flat[i, j] != first:
+                blank[i] = False
+                break
+    return blank

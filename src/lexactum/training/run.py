@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,6 +95,7 @@ def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split):
         progress=_show_progress(config.progress),
     )
     datamodule.setup("fit")
+    _check_not_blank(datamodule.prepared, datamodule.train_indices)
     labels = np.asarray(datamodule.prepared_test.labels)[datamodule.test_indices]
     where = (f"test dataset {test_dataset.path}" if test_dataset is not None
              else f"the test part of {dataset.path} (split {tuple(loader_split)}, seed {config.seed})")
@@ -106,6 +108,17 @@ def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split):
         fix = "choose a test dataset with both" if test_dataset is not None else "change the split or the seed"
         raise LexactumError(f"{where} cannot be scored: {exc}; {fix}") from exc
     return datamodule
+
+
+def _check_not_blank(prepared, train_indices) -> None:
+    """Blank images (all NaN, masked or constant) teach a network nothing: refuse a training part made only of
+    them (a run would end with a model scoring everything 0.5, without a word), and say when some are."""
+    note = prepared.blank_note()
+    if note is None:
+        return
+    if np.isin(train_indices, prepared.blank).all():
+        raise LexactumError(f"{note}: the whole training part is blank, nothing to learn; check the image files")
+    print(f"warning: {note}", file=sys.stderr, flush=True)
 
 
 def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, model_path: Path) -> Path:
