@@ -29,8 +29,9 @@ def test_devices_and_precisions():
                 lightning_device(device)
 
 
-@pytest.mark.parametrize("device", ["meta", "mps", "xpu"])
+@pytest.mark.parametrize("device", ["meta", "mps", "xpu", torch.device("meta")])
 def test_devices_that_cannot_run_are_refused(device):
+    """Names and torch.device objects alike: a torch.device used to pass unchecked into the scoring."""
     with pytest.raises(LexactumError, match="cpu, cuda or cuda:N"):
         resolve_device(device)
 

@@ -233,6 +233,9 @@ def test_dataset_too_small_and_bad_folders(make_dataset, tmp_path):
         train(_config(tmp_path, small))  # 1% of 10 objects: no validation image
     with pytest.raises(LexactumError, match="does not exist"):
         train(_config(tmp_path, tmp_path / "nowhere"))
+    with pytest.raises(LexactumError, match="not a run folder"):
+        train(_config(tmp_path, small, split=(0.4, 0.3, 0.3), resume=True, run_dir=tmp_path))
+    (tmp_path / "config.json").write_text("{}")  # a run folder whose first epoch never ended
     with pytest.raises(LexactumError, match="no last.ckpt"):
         train(_config(tmp_path, small, split=(0.4, 0.3, 0.3), resume=True, run_dir=tmp_path))
     assert not (tmp_path / "runs").exists()

@@ -403,3 +403,39 @@ def test_a_training_part_of_blank_images_is_refused_before_training(make_dataset
     line = _one_line_error(capsys)
     assert f"20 of 20 objects of {root} are blank" in line and "the whole training part is blank" in line
     assert not (tmp_path / "run").exists() and not (tmp_path / "models").exists()
+
+
+def test_a_refused_resume_of_a_folder_that_holds_no_run_makes_nothing_there(tmp_path):
+    """The claim on a run folder is taken only once the folder is known to hold a run: a mistyped --resume
+    path gets one line and no lock file."""
+    folder = tmp_path / "not-a-run"
+    folder.mkdir()
+    with pytest.raises(LexactumError, match="not a run folder"):
+        train(TrainConfig(dataset=str(tmp_path), resume=True, run_dir=str(folder)))
+    assert list(folder.iterdir()) == []
+
+
+def test_a_claim_is_not_kept_by_forked_children(tmp_path):
+    """A data loader worker forked while the run folder is claimed must not keep the claim after the
+    training process dies (a resume would be refused until the worker noticed)."""
+    import fcntl
+
+    with runs.claimed(tmp_path, "is being trained"):
+        pid = os.fork()
+        if pid == 0:  # the child: its inherited copy of the claim must be closed already
+            held = [h for h in range(3, 256) if _is_claim(h, tmp_path)]
+            os._exit(1 if held else 0)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    handle = os.open(tmp_path / runs.CLAIM_FILE, os.O_RDWR)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again once the block has ended
+    finally:
+        os.close(handle)
+
+
+def _is_claim(handle: int, folder: Path) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{handle}") == str(folder / runs.CLAIM_FILE)
+    except OSError:
+        return False

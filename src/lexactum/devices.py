@@ -19,12 +19,10 @@ PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true",
 
 def resolve_device(device=None):
     """A torch.device from ``auto`` (the GPU when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``;
-    a torch.device is taken as it is. A device this machine lacks is one LexactumError naming it."""
+    a torch.device is checked like its name. A device this machine lacks is one LexactumError naming it."""
     import torch
 
-    if isinstance(device, torch.device):
-        return device
-    text = "auto" if device is None else str(device).strip().lower()
+    text = "auto" if device is None else str(device).strip().lower()  # a torch.device is checked as its name
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

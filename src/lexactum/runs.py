@@ -1,10 +1,11 @@
 """Run folders: where one training run keeps its configuration, split, per-epoch metrics and results.
 
 A run folder (``runs/<timestamp>_<survey>_<network>/`` by default) holds ``config.json`` (the resolved
-configuration), ``split.json`` (which IDs went to train / validation / test), ``metrics.csv`` (one row per
-epoch), Lightning checkpoints (``last.ckpt``, ``best.ckpt``) and the evaluation outputs. Every file here is
-written to a temporary name and renamed into place, so an interrupted run never leaves a half-written file
-that looks complete; the helpers for that live here and are meant to be reused by the other modules.
+configuration), ``split.json`` (which IDs, with their labels, went to train / validation / test),
+``metrics.csv`` (one row per epoch), Lightning checkpoints (``last.ckpt``, ``best.ckpt``) and the
+evaluation outputs. Every file here is written to a temporary name and renamed into place, so an interrupted
+run never leaves a half-written file that looks complete; the helpers for that live here and are meant to be
+reused by the other modules.
 """
 
 from __future__ import annotations
@@ -210,19 +211,20 @@ CLAIM_FILE = ".lexactum.lock"
 
 
 @contextlib.contextmanager
-def claimed(folder: str | os.PathLike | None, doing: str = "is in use") -> Iterator[None]:
+def claimed(folder: str | os.PathLike, doing: str = "is in use") -> Iterator[None]:
     """Hold ``folder`` for this process during the block: another process asking meanwhile gets one line
     ("FOLDER is being trained by another process") instead of both writing the same files.
 
     An advisory lock (flock) on a small file in the folder: the system drops it when the process ends, even
-    by kill -9, so a crash never leaves the folder claimed. A folder that does not exist, or where the file
-    cannot be made (read-only), is not claimed: nothing can be written there anyway, and the writes say so.
+    by kill -9, so a crash never leaves the folder claimed; forked children (data loader workers) do not keep
+    it. A folder where the file cannot be made (read-only), or a file system without locks, is not claimed:
+    the writes there say what is wrong, or the run goes on unguarded.
     """
-    import fcntl
-
     try:
+        import fcntl
+
         handle = os.open(Path(folder) / CLAIM_FILE, os.O_RDWR | os.O_CREAT, 0o666)
-    except (OSError, TypeError):
+    except (ImportError, OSError):
         yield
         return
     try:
@@ -230,9 +232,30 @@ def claimed(folder: str | os.PathLike | None, doing: str = "is in use") -> Itera
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LexactumError(f"{folder} {doing} by another process; wait for it to end") from None
+        except OSError:  # no locks on this file system (some NFS, FUSE, SMB mounts)
+            pass
+        _CLAIMS.add(handle)
         yield
     finally:
+        _CLAIMS.discard(handle)
         os.close(handle)
+
+
+#: Descriptors of the claims this process holds; a forked child closes its copies (:func:`_drop_claims`).
+_CLAIMS: set[int] = set()
+
+
+def _drop_claims() -> None:
+    """In a forked child: close the inherited claims, so that after a kill -9 of the parent a lingering worker
+    does not keep its run folder claimed."""
+    for handle in list(_CLAIMS):
+        with contextlib.suppress(OSError):
+            os.close(handle)
+    _CLAIMS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_claims)
 
 
 def check_output_folder(folder: str | os.PathLike, what: str = "--out") -> None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from lexactum.builtin_data import DEMO_DATA  # plain data: --help stays fast
 from lexactum.models.registry import BUILTIN_MODULES as SEED_NETWORKS  # names only: --help stays fast
 
 #: Where the built-in simulated set of each survey goes when --dataset is not given.
-DEMO_DATA = "data/demo/{survey}"
 SEED_SPLIT = (0.19, 0.01, 0.80)
 ENTRY_POINTS = {"space": "Space.py", "ground": "Ground.py"}
 
@@ -110,13 +110,9 @@ def _demo_dataset(survey: str):
     """The built-in simulated set of ``survey``, simulated (with a message) the first time."""
     from pathlib import Path
 
-    from lexactum.errors import LexactumError
+    from lexactum.builtin_data import DEMO_IMAGES, ensure_simulated
 
     path = Path(DEMO_DATA.format(survey=survey))
-    try:
-        from lexactum.builtin_data import DEMO_IMAGES, ensure_simulated
-    except ImportError:
-        raise LexactumError(f"no --dataset given and the simulator is not available to create {path}") from None
     ensure_simulated(path, survey, DEMO_IMAGES, seed=0)
     return path
 

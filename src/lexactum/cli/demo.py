@@ -7,11 +7,10 @@ test images. ``make demo`` runs it on a fresh clone.
 
 from __future__ import annotations
 
-from lexactum.builtin_data import DEMO_IMAGES
+from lexactum.builtin_data import DEMO_DATA, DEMO_IMAGES
 
 #: Defaults chosen so that the whole demo, installation included, takes a few minutes on 2 CPU cores and
 #: reaches a test AUC above 0.8 (see the README for the measured numbers).
-DEMO_DATA = "data/demo/space"
 DEMO_EPOCHS = 10
 DEMO_BATCH = 32
 DEMO_SPLIT = "0.7,0.1,0.2"
@@ -27,7 +26,8 @@ def add_parser(subparsers, formatter_class) -> None:
         "  lexactum demo                       # what 'make demo' runs\n"
         "  lexactum demo --n 1000 --epochs 3   # a quicker look\n",
     )
-    parser.add_argument("--data", default=DEMO_DATA, help="dataset folder (simulated there when absent)")
+    parser.add_argument("--data", default=DEMO_DATA.format(survey="space"),
+                        help="dataset folder (simulated there when absent)")
     parser.add_argument("--n", type=int, default=DEMO_IMAGES, help="images to simulate when the data is absent")
     parser.add_argument("--network", default="lens_flow", help="network to train")
     parser.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help="training epochs")

@@ -1,4 +1,4 @@
-"""Lists of object IDs given by the user: which objects to score (``evaluate --ids``), read from a run
+"""Lists of object IDs given by the user: which objects to score (``evaluate --ids-file``), read from a run
 folder's split.json, a JSON list or a text/CSV file, and their positions in a dataset.
 
 A library function rather than a command's: every front end that scores a chosen part of a dataset (the

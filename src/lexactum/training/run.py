@@ -50,9 +50,14 @@ def train(config: TrainConfig) -> TrainResult:
     continue, an output that is taken or cannot be written, a test part that cannot be scored) fails with a
     LexactumError before anything is written or trained."""
     config.validate()
-    # Two processes continuing one run would write the same checkpoints and records: the second is refused.
-    claim = runs.claimed(config.run_dir, "is being trained") if config.resume else contextlib.nullcontext()
-    with claim:
+    if not config.resume:
+        return _train(config)
+    if config.run_dir is None:
+        raise LexactumError("resume needs the run folder to continue (run_dir)")
+    runs.read_config(config.run_dir)  # a folder that holds no run is refused before anything is made in it
+    # Two processes continuing one run would write the same checkpoints and records: the second is refused
+    # (the checks that follow read the run, so they come after the claim).
+    with runs.claimed(config.run_dir, "is being trained"):
         return _train(config)
 
 
@@ -75,10 +80,8 @@ def _train(config: TrainConfig) -> TrainResult:
     threads = cpu_threads(config.threads) if accelerator == "cpu" else contextlib.nullcontext()
     with quiet_warnings(), threads:
         datamodule = _prepare_data(config, dataset, test_dataset, loader_split)
-        run_dir = _start_run(config, datamodule, torch_device, precision, model_path)
-        # A new run claims its folder as soon as it exists (a resume holds its claim already): no resume of it
-        # can start while it trains.
-        with contextlib.nullcontext() if config.resume else runs.claimed(run_dir, "is being trained"):
+        with contextlib.ExitStack() as claim:
+            run_dir = _start_run(config, datamodule, torch_device, precision, model_path, claim)
             module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision, epochs_done, finished)
             return _finish_run(config, module, datamodule, run_dir, torch_device, model_path)
 
@@ -121,8 +124,13 @@ def _check_not_blank(prepared, train_indices) -> None:
     print(f"warning: {note}", file=sys.stderr, flush=True)
 
 
-def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, model_path: Path) -> Path:
-    """Create (or, when resuming, check) the run folder, then write its records: config.json, split.json."""
+def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, model_path: Path,
+               claim: contextlib.ExitStack) -> Path:
+    """Create (or, when resuming, check) the run folder, then write its records: config.json, split.json.
+
+    A new run claims its folder (into ``claim``, held until the run ends) before it looks for an earlier run
+    there, so that two runs started into one ``--run-dir`` cannot both write it; a resume holds its claim
+    already."""
     dataset, test_dataset = datamodule.dataset, datamodule.test_dataset
     parts = {"train": datamodule.train_ids, "val": datamodule.val_ids, "test": datamodule.test_ids}
     labels = {"train": datamodule.prepared.labels[datamodule.train_indices],
@@ -133,11 +141,12 @@ def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, mo
         _check_same_split(run_dir, parts, labels)
     elif config.run_dir is None:
         run_dir = runs.new_run_dir(dataset.survey.name, config.network, root=config.runs_root)
+        claim.enter_context(runs.claimed(run_dir, "is being trained"))
     else:
-        run_dir = Path(config.run_dir)
+        run_dir = runs.ensure_folder(Path(config.run_dir))
+        claim.enter_context(runs.claimed(run_dir, "is being trained"))
         if (run_dir / runs.CONFIG).exists():
             raise LexactumError(f"{run_dir} already holds a run: resume it or choose another run folder")
-        runs.ensure_folder(run_dir)
     test_path = str(test_dataset.path) if test_dataset is not None else None
     record = config.record()
     record.update(survey=dataset.survey.name, dataset=str(dataset.path), test_dataset=test_path,
@@ -351,7 +360,9 @@ def _check_same_split(run_dir: Path, parts: dict, labels: dict) -> None:
         if name in saved and [int(i) for i in ids] != saved[name].get("ids"):
             raise LexactumError(f"{run_dir}: the dataset's {name} part differs from the run's {runs.SPLIT} "
                                 "(were objects added or removed?); cannot resume")
-        recorded = saved.get(name, {}).get("labels")
+        recorded = saved[name].get("labels") if isinstance(saved.get(name), dict) else None
+        if recorded is not None and (not isinstance(recorded, list) or len(recorded) != len(labels[name])):
+            raise LexactumError(f"{run_dir / runs.SPLIT}: damaged ({name} labels); cannot resume")
         if recorded is not None and [int(v) for v in labels[name]] != recorded:
             changed = sum(int(a) != b for a, b in zip(labels[name], recorded, strict=True))
             raise LexactumError(f"{run_dir}: {changed} label(s) of the {name} part differ from the run's "
