@@ -17,8 +17,6 @@ import os
 from lexactum.builtin_data import DEMO_DATA  # plain data: --help stays fast
 from lexactum.models.registry import BUILTIN_MODULES as SEED_NETWORKS  # names only: --help stays fast
 
-#: Where the built-in simulated set of each survey goes when --dataset is not given.
-SEED_SPLIT = (0.19, 0.01, 0.80)
 ENTRY_POINTS = {"space": "Space.py", "ground": "Ground.py"}
 
 
@@ -121,6 +119,7 @@ def _train(survey: str, dataset, args):
     """Train and save under the seed's own name, ``models/<survey>_<network>_<N>epochs.safetensors`` (its load
     mode and its users expect it): a different model already there is not lost but kept under a dated
     backup name beside it (said on one line), where a new name would break the seed's train-then-load flow."""
+    from lexactum.data.loader import SEED_SPLIT
     from lexactum.errors import LexactumError
     from lexactum.models.files import default_model_path
     from lexactum.training import TrainConfig, train
@@ -143,7 +142,7 @@ def _load_and_score(survey: str, dataset, args):
     from lexactum import runs
     from lexactum.data import ChallengeDataset
     from lexactum.data.cache import prepare
-    from lexactum.data.loader import split_indices
+    from lexactum.data.loader import SEED_SPLIT, split_indices
     from lexactum.errors import DataError
     from lexactum.evaluation.evaluate import evaluate_model
     from lexactum.models import load_model
