@@ -81,14 +81,12 @@ def main(survey: str, argv: list[str] | None = None) -> int:
 
 
 def run(survey: str, args) -> int:
-    from lexactum.errors import LexactumError
+    from lexactum.checks import positive_whole
     from lexactum.evaluation.evaluate import format_metrics_table
 
     # Checked for load too (the seed's flags apply to both): a bad value never passes silently.
-    for flag, name, value in (("--no_of_epochs", "epochs", args.no_of_epochs),
-                              ("--batch_size", "batch_size", args.batch_size)):
-        if value < 1:
-            raise LexactumError(f"{flag} {value}: {name} must be a positive whole number")
+    positive_whole(args.no_of_epochs, "--no_of_epochs: epochs")
+    positive_whole(args.batch_size, "--batch_size: batch_size")
     dataset = args.dataset or _demo_dataset(survey)
     if args.train_or_load == "train":
         metrics, out_dir, model_path = _train(survey, dataset, args)

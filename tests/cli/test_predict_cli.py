@@ -94,7 +94,8 @@ def test_predict_errors(toy_model_file, make_dataset, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     # A bad batch size fails before any work: no output folder with a config.json for a run that never ran.
     assert main(["predict", "--model", str(space), str(root), "--out", str(tmp_path / "b"), "--batch-size", "0"]) == 2
-    assert "--batch-size 0" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert "--batch-size must be a positive whole number, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
 
 
 # ------------------------------------------------------------------------------------ faults and bad input

@@ -52,18 +52,17 @@ def add_parser(subparsers, formatter_class) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from lexactum.checks import positive_whole
     from lexactum.data.ids import positions_of, read_ids_file
     from lexactum.data.layouts import ChallengeDataset
     from lexactum.devices import resolve_device
-    from lexactum.errors import LexactumError
     from lexactum.evaluation.evaluate import LEFT_OUT_FILE, evaluate_model, left_out_summary, model_normalisation
     from lexactum.evaluation.metrics import check_bootstrap
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import all_or_nothing, check_output_folder, read_csv, write_config
 
     # Checked before any work: a bad value must not cost a whole scoring pass or leave a config.json behind.
-    if args.batch_size < 1:
-        raise LexactumError(f"--batch-size {args.batch_size}: must be at least 1")
+    positive_whole(args.batch_size, "--batch-size")
     check_bootstrap(args.bootstrap, "--bootstrap")
     dataset = ChallengeDataset(args.dataset, survey=args.survey)
     model_path = resolve_model_path(args.model)

@@ -46,15 +46,15 @@ def add_parser(subparsers, formatter_class) -> None:
 def run(args) -> int:
     from pathlib import Path
 
+    from lexactum.checks import positive_whole
     from lexactum.data.cutouts import open_cutouts
     from lexactum.devices import resolve_device
-    from lexactum.errors import LexactumError, ModelFileError
+    from lexactum.errors import ModelFileError
     from lexactum.evaluation.evaluate import left_out_summary, model_normalisation, predict_folder
     from lexactum.models.files import load_model, resolve_model_path
     from lexactum.runs import all_or_nothing, check_output_folder, write_config
 
-    if args.batch_size < 1:  # before any work: no output folder for a run that cannot start
-        raise LexactumError(f"--batch-size {args.batch_size}: must be at least 1")
+    positive_whole(args.batch_size, "--batch-size")  # before any work: no output folder for a run that cannot start
     model_path = resolve_model_path(args.model)
     model = load_model(model_path, survey=args.survey)
     source = open_cutouts(args.input, survey=args.survey or model.metadata.get("survey"))

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lexactum.checks import positive_whole
 from lexactum.devices import device_name, resolve_device, synchronise
-from lexactum.errors import DataError, LexactumError, plain_number
+from lexactum.errors import DataError, LexactumError
 
 SCORES_FILE = "scores.csv"
 METRICS_FILE = "metrics.json"
@@ -76,8 +77,7 @@ def score(model, images_or_loader, device="auto", batch_size: int = 256, clock: 
 
     from lexactum.progress import progress
 
-    if int(batch_size) < 1:
-        raise LexactumError(f"batch size must be at least 1, got {plain_number(batch_size)!r}")
+    batch_size = positive_whole(batch_size, "batch size")
     device = resolve_device(device)
     if total is None and hasattr(images_or_loader, "__len__") and hasattr(images_or_loader, "shape"):
         total = len(images_or_loader)

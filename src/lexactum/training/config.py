@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lexactum import runs
+from lexactum.checks import positive_whole
 from lexactum.data.loader import SEED_SPLIT  # the seed's split of one dataset: 19% / 1% / 80%
 from lexactum.errors import LexactumError
 
@@ -124,21 +125,16 @@ class TrainConfig:
 
     def validate(self) -> None:
         """A LexactumError naming the first bad setting."""
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise LexactumError(f"{name} must be a positive whole number, got {value!r}")
-        if self.patience is not None and (isinstance(self.patience, bool) or not isinstance(self.patience, int)
-                                          or self.patience < 1):
-            raise LexactumError(f"patience must be a positive whole number of epochs, got {self.patience!r}")
+        positive_whole(self.epochs, "epochs")
+        positive_whole(self.batch_size, "batch_size")
+        for name in ("patience", "threads"):  # None: not asked for
+            if getattr(self, name) is not None:
+                positive_whole(getattr(self, name), name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) \
                 or not 0 <= self.seed <= MAX_SEED:
             raise LexactumError(f"seed must be a whole number from 0 to {MAX_SEED}, got {int(self.seed)}"
                                 if isinstance(self.seed, (int, np.integer)) else
                                 f"seed must be a whole number from 0 to {MAX_SEED}, got {self.seed!r}")
-        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
-                                         or self.threads < 1):
-            raise LexactumError(f"threads must be a positive whole number, got {self.threads!r}")
         from lexactum.evaluation.metrics import check_bootstrap  # the one bound, shared with 'evaluate'
         check_bootstrap(self.bootstrap)
         split = self.resolved_split()
