@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 
 from lexactum.data.loader import make_loader
-from lexactum.devices import idle_cpu_count
+from lexactum.devices import device_name, idle_cpu_count, resolve_device, synchronise
 from lexactum.models import create_model, list_models
 
 #: Training steps timed on a CPU: the big networks take seconds per step on 2 cores.
@@ -38,11 +36,6 @@ def fake_prepared(n: int, bands: int, seed: int = 0) -> SimpleNamespace:
     images = rng.random((n, bands, 101, 101), dtype=np.float32)
     labels = (rng.random(n) < 0.5).astype(np.int64)
     return SimpleNamespace(images=images, labels=labels, ids=100_000 + np.arange(n))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _prepare_model(name: str, bands: int, device: torch.device, variant: str):
@@ -72,14 +65,14 @@ def bench_training(name: str, bands: int, device: torch.device, variant: str, st
         images, labels, _ = next(batches)
         images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
-        _sync(device)
+        synchronise(device)
         fetched = time.perf_counter()
         with autocast:
             loss = loss_fn(runner(images).float(), labels)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        _sync(device)
+        synchronise(device)
         done = time.perf_counter()
         if step >= warmup:
             waiting += fetched - started
@@ -99,11 +92,11 @@ def bench_inference(name: str, bands: int, device: torch.device, variant: str, b
     with torch.inference_mode(), autocast:
         for _ in range(3 if "compile" in variant else 1):
             runner(images)
-        _sync(device)
+        synchronise(device)
         started = time.perf_counter()
         for _ in range(batches):
             runner(images)
-        _sync(device)
+        synchronise(device)
     seconds = time.perf_counter() - started
     rate = batches * batch_size / seconds
     return {"infer_images_per_s": rate, "ms_per_image": 1000.0 / rate}
@@ -146,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", default=None, help="also write the results as JSON")
     args = parser.parse_args(argv)
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    device = resolve_device(args.device)
     on_gpu = device.type == "cuda"
     networks = args.networks.split(",") if args.networks else list_models()
     bands_list = [int(b) for b in args.bands.split(",")]
@@ -157,8 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     else:  # as training does: only the idle cores (busy ones make OpenMP threads wait)
         torch.set_num_threads(args.threads or idle_cpu_count())
-    hardware = torch.cuda.get_device_name(device) if on_gpu else f"{platform.processor() or platform.machine()} " \
-        f"({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    hardware = device_name(device) + ("" if on_gpu else f", {torch.get_num_threads()} torch threads")
     print(f"device: {device} = {hardware}; training batch {batch_size}; bf16 autocast: {on_gpu}", flush=True)
 
     rows = []
