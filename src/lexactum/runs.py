@@ -18,6 +18,7 @@ import io
 import json
 import os
 import re
+import shutil
 import stat
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -258,13 +259,35 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_drop_claims)
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path``, or its nearest ancestor that exists (a folder still to be made lands on its file system)."""
+    existing = path
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
+def check_free_space(folder: str | os.PathLike, need: int, what: str, advice: str) -> None:
+    """Before long work that will write ``need`` bytes under ``folder`` (which may not exist yet): one
+    LexactumError now, ``no space left on FOLDER for WHAT: need X, Y free (ADVICE)``, when its file system has
+    less free, rather than a full disk after hours. Where the free space cannot be told, the writes will say."""
+    from lexactum.errors import human_size
+
+    existing = _nearest_existing(Path(folder))
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return
+    if need > free:
+        raise LexactumError(f"no space left on {existing} for {what}: need {human_size(need)}, "
+                            f"{human_size(free)} free ({advice})")
+
+
 def check_output_folder(folder: str | os.PathLike, what: str = "--out") -> None:
     """Before long work whose outputs go to ``folder``: it is a folder, or can be created as one, and can be
     written to; else one LexactumError now, rather than after hours of scoring or training. Creates nothing."""
     folder = Path(folder)
-    existing = folder
-    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(folder)
     if not existing.is_dir():
         where = "" if existing == folder else f" ({existing} is not a folder)"
         raise LexactumError(f"{what} {folder}: not a folder{where}")

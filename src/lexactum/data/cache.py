@@ -25,7 +25,7 @@ from lexactum.data.layouts import ChallengeDataset, read_objects
 from lexactum.data.surveys import SurveyFormat, get_survey
 from lexactum.errors import DataError, LexactumError, human_size
 from lexactum.processes import process_alive
-from lexactum.runs import ensure_folder, machine_tag
+from lexactum.runs import check_free_space, ensure_folder, machine_tag
 
 INDEX_FILE = "index.json"
 IMAGES_FILE = "images.f32"
@@ -176,7 +176,8 @@ def _build(dataset: ChallengeDataset, folder: Path, normalisation: str, mask: bo
     ensure_folder(folder.parent)
     _remove_abandoned(folder)
     n_bytes = int(np.prod(index["shape"])) * 4
-    _check_space(folder.parent, n_bytes + len(json.dumps(index)) + 4096)
+    check_free_space(folder.parent, n_bytes + len(json.dumps(index)) + 4096, "the prepared dataset",
+                     "free some space or choose another --cache-dir")
     tmp = folder.parent / f".{folder.name}.tmp-{machine_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir()
@@ -249,17 +250,6 @@ def _counted(bar, result: tuple[int, list[int]]) -> list[int]:
     written, blank = result
     bar.update(written)
     return blank
-
-
-def _check_space(folder: Path, need: int) -> None:
-    """A LexactumError now, before any work, when ``folder``'s file system has less than ``need`` bytes free."""
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:  # cannot tell: the allocation will say
-        return
-    if free < need:
-        raise LexactumError(f"no space left on {folder} for the prepared dataset: need {human_size(need)}, "
-                            f"{human_size(free)} free (free some space or choose another --cache-dir)")
 
 
 def _allocate(path: Path, n_bytes: int) -> None:

@@ -322,21 +322,11 @@ def _check_space(out: Path, fmt: SurveyFormat, n_objects: int) -> None:
     """Refuse at once a simulation its disk cannot hold (``--n`` in the billions would otherwise run for
     hours, its list of tasks growing in memory, before a full disk stopped it): each object is one FITS file
     per band, a header block and the float32 image padded to whole 2880-byte blocks."""
-    import shutil
+    from lexactum.runs import check_free_space
 
-    from lexactum.errors import LexactumError, human_size
-
-    block, existing = 2880, out
-    while not existing.is_dir() and existing != existing.parent:  # the folder may not exist yet
-        existing = existing.parent
+    block = 2880
     need = n_objects * fmt.n_bands * (block + -(-fmt.image_size ** 2 * 4 // block) * block)
-    try:
-        free = shutil.disk_usage(existing).free
-    except OSError:  # cannot tell: the writes will say
-        return
-    if need > free:
-        raise LexactumError(f"no space left on {existing} for {n_objects} objects: need {human_size(need)}, "
-                            f"{human_size(free)} free (free some space, or choose another --out or a smaller --n)")
+    check_free_space(out, need, f"{n_objects} objects", "free some space, or choose another --out or a smaller --n")
 
 
 def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
