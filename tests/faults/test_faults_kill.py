@@ -36,16 +36,26 @@ def _cache_equal(built, reference, context):
     assert index == expected, context
 
 
-def test_prepare_killed_then_rerun_builds_the_same_cache(prepare_dataset, prepare_reference, tmp_path, fault_rng):
+def _killed(argv, tmp_path, fault_rng, reference, span, progress=None, since="the start"):
+    """Start ``argv``, wait for ``progress`` when given, then SIGKILL it after a delay drawn in ``span`` (as
+    fractions of the time the uninterrupted ``reference`` worked from there); returns the run and the line
+    that replays the draw, which every assertion message carries."""
     rng, seed = fault_rng
+    run = Started(argv, tmp_path / "logs")
+    if progress is not None:
+        run.wait_for(progress)
+    delay = rng.uniform(*span) * reference.seconds
+    context = (f"{seed}: {run.kill_after(delay)} (drawn delay {delay:.2f} s after {since}; "
+               f"the uninterrupted run worked {reference.seconds:.2f} s from there)")
+    print(context)
+    return run, context
+
+
+def test_prepare_killed_then_rerun_builds_the_same_cache(prepare_dataset, prepare_reference, tmp_path, fault_rng):
     cache = tmp_path / "cache"
     argv = ["dataset", "prepare", prepare_dataset, "--workers", "2", "--cache-dir", cache]
-    run = Started(argv, tmp_path / "logs")
-    run.wait_for(lambda: prepare_started(cache))
-    delay = rng.uniform(0.05, 0.9) * prepare_reference.seconds
-    context = (f"{seed}: {run.kill_after(delay)} (drawn delay {delay:.2f} s after the cache's temp folder "
-               f"appeared; the uninterrupted run worked {prepare_reference.seconds:.2f} s from there)")
-    print(context)
+    run, context = _killed(argv, tmp_path, fault_rng, prepare_reference, (0.05, 0.9),
+                           lambda: prepare_started(cache), "the cache's temp folder appeared")
     (reference,) = [p for p in (prepare_reference.folder / "cache").iterdir() if not p.name.startswith(".")]
     built = cache / reference.name
     if built.exists():  # a cache under its final name is a finished one
@@ -71,18 +81,15 @@ def _metrics_rows(run_dir):
 def test_train_killed_then_resumed_ends_with_the_same_weights(train_dataset, train_reference, tmp_path, fault_rng):
     import torch
 
-    rng, seed = fault_rng
     run_dir = tmp_path / "run"
     reference = train_reference.folder
     cache = reference / "cache"  # built by the reference run: the killed one only reads it
     first = tmp_path / "first.safetensors"
-    run = Started(["train", "--dataset", train_dataset, *TRAIN_ARGS, "--run-dir", run_dir, "--model-out", first,
-                   "--cache-dir", cache], tmp_path / "logs")
-    run.wait_for(lambda: train_started(run_dir))
-    delay = rng.uniform(0.0, 0.9) * train_reference.seconds  # epochs 2 and 3, the scoring of the test part
-    context = (f"{seed}: {run.kill_after(delay)} (drawn delay {delay:.2f} s after the first last.ckpt; "
-               f"the uninterrupted run worked {train_reference.seconds:.2f} s from there)")
-    print(context)
+    argv = ["train", "--dataset", train_dataset, *TRAIN_ARGS, "--run-dir", run_dir, "--model-out", first,
+            "--cache-dir", cache]
+    # epochs 2 and 3, the scoring of the test part
+    run, context = _killed(argv, tmp_path, fault_rng, train_reference, (0.0, 0.9),
+                           lambda: train_started(run_dir), "the first last.ckpt")
     for checkpoint in run_dir.glob("*.ckpt"):  # whole, whenever the kill came
         torch.load(checkpoint, map_location="cpu", weights_only=False)
 
@@ -100,15 +107,10 @@ def test_train_killed_then_resumed_ends_with_the_same_weights(train_dataset, tra
 
 
 def test_simulate_killed_then_rerun_writes_the_same_bytes(simulate_reference, tmp_path, fault_rng):
-    rng, seed = fault_rng
     out = tmp_path / "sim"
     argv = ["simulate", *SIMULATE_ARGS, "--workers", "2", "--out", out]
-    run = Started(argv, tmp_path / "logs")
-    run.wait_for(lambda: simulate_started(out))
-    delay = rng.uniform(0.0, 0.9) * simulate_reference.seconds
-    context = (f"{seed}: {run.kill_after(delay)} (drawn delay {delay:.2f} s after the first FITS file; "
-               f"the uninterrupted run worked {simulate_reference.seconds:.2f} s from there)")
-    print(context)
+    run, context = _killed(argv, tmp_path, fault_rng, simulate_reference, (0.0, 0.9),
+                           lambda: simulate_started(out), "the first FITS file")
     expected = files_under(simulate_reference.folder / "out")
     partial = files_under(out)
     assert [name for name in partial if partial[name] != expected.get(name)] == [], \
@@ -125,15 +127,11 @@ def test_simulate_killed_then_rerun_writes_the_same_bytes(simulate_reference, tm
 
 def test_predict_killed_then_rerun_writes_the_same_bytes(prepare_dataset, toy_model, predict_reference, tmp_path,
                                                          fault_rng):
-    rng, seed = fault_rng
     out = tmp_path / "out"
     argv = ["predict", "--model", toy_model, "--out", out, "--device", "cpu", prepare_dataset]
-    run = Started(argv, tmp_path / "logs")
-    delay = rng.uniform(0.4, 1.0) * predict_reference.seconds  # nothing to watch: the imports come first
-    context = (f"{seed}: {run.kill_after(delay)} (drawn delay {delay:.2f} s after the start; "
-               f"the uninterrupted run took {predict_reference.seconds:.2f} s)")
+    # nothing to watch: the imports come first
+    run, context = _killed(argv, tmp_path, fault_rng, predict_reference, (0.4, 1.0))
     reference = predict_reference.folder / "out"
-    print(context)
     names = ("scores.csv", "submission.txt")
     for name in names:
         if (out / name).exists():
