@@ -238,7 +238,6 @@ def _read_table(path: Path):
     ``index_col=False``: with a row longer than the header pandas would otherwise take the first column as
     the index and shift every column name by one.
     """
-    import stat
     import warnings
 
     import pandas as pd
