@@ -439,3 +439,27 @@ def _is_claim(handle: int, folder: Path) -> bool:
         return os.readlink(f"/proc/self/fd/{handle}") == str(folder / runs.CLAIM_FILE)
     except OSError:
         return False
+
+
+def test_a_sigterm_that_lightning_takes_for_ctrl_c_still_ends_as_sigterm(dataset, tmp_path, monkeypatch, capsys):
+    """A SIGTERM that arrives before Lightning's own handler is installed raises our Terminated inside the fit;
+    Lightning handles it as a Ctrl-C and exits with status 1. It must still end as SIGTERM (143): the CI run
+    that found this got 130 from a real signal sent as training started."""
+    import signal
+
+    from lexactum import processes
+    from lexactum.training.module import LensFinderModule
+
+    def terminated(*args, **kwargs):
+        raise processes.Terminated()
+
+    monkeypatch.setattr(LensFinderModule, "training_step", terminated)
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores Ctrl-C from then on, for the whole process
+    try:
+        status = main(["train", "--dataset", str(dataset), "--epochs", "1", "--split", "0.5,0.25,0.25",
+                       "--device", "cpu", "--run-dir", str(tmp_path / "run"),
+                       "--model-out", str(tmp_path / "m.safetensors"), "--cache-dir", str(tmp_path / "cache")])
+    finally:
+        signal.signal(signal.SIGINT, sigint)
+    assert status == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("lexactum train: terminated (SIGTERM)")

@@ -187,10 +187,13 @@ def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision
             try:
                 trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None,
                             weights_only=True)
-            except SystemExit:  # how Lightning ends a fit stopped by Ctrl-C (status 1) or SIGTERM (status 0)
+            except SystemExit as stop:  # how Lightning ends a fit stopped by Ctrl-C (status 1) or SIGTERM (0)
                 if not trainer.interrupted:
                     raise
-                raise processes.interruption(trainer.received_sigterm, _resume_hint(run_dir)) from None
+                # A SIGTERM before Lightning's own handler is in place reaches it as our Terminated, which it
+                # takes for a Ctrl-C (status 1): the exception it was handling tells them apart.
+                sigterm = trainer.received_sigterm or isinstance(stop.__context__, processes.Terminated)
+                raise processes.interruption(sigterm, _resume_hint(run_dir)) from None
         module.epochs_trained = int(trainer.current_epoch)
     best = run_dir / runs.BEST_CHECKPOINT
     if config.patience is not None and best.is_file():
