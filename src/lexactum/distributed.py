@@ -1,0 +1,137 @@
+"""Many processes, GPUs and nodes through Lightning: the options ``train`` and ``predict`` share, checked once.
+
+``--devices N --num-nodes M`` run N processes per node on M nodes with Lightning's DDP (torch.distributed;
+gloo on CPU, NCCL on GPU). The same command works on one machine (Lightning starts the other processes
+itself by running the command again), under ``torchrun`` and under Slurm's ``srun`` (Lightning reads the
+ranks from their environment). Work that must happen once (claiming an output folder, writing a record,
+merging results) is done by global rank 0; :func:`is_global_zero` tells it apart even before the process
+group exists, from the variables the launchers set. torch and lightning are imported inside the functions:
+the CLI imports this module to parse arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from lexactum.errors import LexactumError
+
+ACCELERATORS = ("auto", "cpu", "gpu")
+#: Lightning's strategy names accepted by --strategy (``auto``: DDP when more than one process, else none).
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp")
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """Where and on how many processes a command runs, as Lightning's Trainer takes it."""
+
+    accelerator: str
+    """``cpu`` or ``cuda``."""
+    devices: int | list[int]
+    """Processes per node: a count, or the GPU indices of a single ``--device cuda:N``."""
+    num_nodes: int
+    strategy: str
+
+    @property
+    def world_size(self) -> int:
+        per_node = len(self.devices) if isinstance(self.devices, list) else self.devices
+        return per_node * self.num_nodes
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    def trainer_kwargs(self) -> dict:
+        return {"accelerator": self.accelerator, "devices": self.devices, "num_nodes": self.num_nodes,
+                "strategy": self.strategy}
+
+    def describe(self) -> str:
+        if not self.is_distributed:
+            return self.accelerator
+        return f"{self.world_size} {self.accelerator} processes ({self.strategy}, {self.num_nodes} node(s))"
+
+
+def add_distribution_arguments(parser) -> None:
+    """--accelerator, --devices, --num-nodes, --strategy: one definition for every command that takes them."""
+    group = parser.add_argument_group("many devices and nodes (Lightning DDP)")
+    group.add_argument("--accelerator", choices=ACCELERATORS, default=None,
+                       help="cpu, gpu or auto (default: from --device, which is auto: the GPU when there is one)")
+    group.add_argument("--devices", type=int, default=None, metavar="N",
+                       help="processes per node, one per GPU (or N CPU processes with --accelerator cpu); "
+                            "default 1")
+    group.add_argument("--num-nodes", type=int, default=1, metavar="M",
+                       help="nodes (machines) taking part; under Slurm, srun starts the tasks (default 1)")
+    group.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                       help="Lightning strategy (default: ddp when devices x nodes > 1)")
+
+
+def resolve_distribution(device="auto", accelerator: str | None = None, devices: int | None = None,
+                         num_nodes: int = 1, strategy: str = "auto") -> Distribution:
+    """The checked Distribution of the command-line options; one LexactumError line for a value that cannot run.
+
+    ``--device`` names one device (``cuda:1``); ``--accelerator``/``--devices`` count them. Asking for a
+    particular device and for several at once is refused, and so is asking for more GPUs than this machine
+    has (or more CPU processes than it has cores).
+    """
+    from lexactum.checks import positive_whole
+    from lexactum.devices import lightning_device
+
+    num_nodes = positive_whole(num_nodes, "--num-nodes")
+    if devices is not None:
+        devices = positive_whole(devices, "--devices")
+    named = str(device or "auto").strip().lower()
+    if named != "auto" and (accelerator is not None or devices is not None):
+        raise LexactumError(f"--device {device} names one device; --accelerator/--devices count them: "
+                            "give one or the other")
+    if accelerator is None or (named != "auto"):
+        kind, indices, _ = lightning_device(device)
+        if devices is None or devices == 1:
+            return _checked(Distribution(kind, indices, num_nodes, strategy))
+        accelerator = "gpu" if kind == "cuda" else "cpu"
+    kind = _accelerator_kind(accelerator)
+    count = 1 if devices is None else devices
+    _check_count(kind, count)
+    return _checked(Distribution(kind, count, num_nodes, strategy))
+
+
+def _accelerator_kind(accelerator: str) -> str:
+    import torch
+
+    if accelerator not in ACCELERATORS:
+        raise LexactumError(f"unknown accelerator {accelerator!r}: choose one of {', '.join(ACCELERATORS)}")
+    if accelerator == "gpu" and not torch.cuda.is_available():
+        raise LexactumError("--accelerator gpu asked for, but torch sees no CUDA GPU on this machine")
+    if accelerator == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if accelerator == "gpu" else "cpu"
+
+
+def _check_count(kind: str, count: int) -> None:
+    import torch
+
+    if kind == "cuda" and count > torch.cuda.device_count():
+        raise LexactumError(f"--devices {count}: this machine has {torch.cuda.device_count()} GPU(s)")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if kind == "cpu" and count > cores:
+        raise LexactumError(f"--devices {count} CPU processes: this machine lets us use {cores} core(s)")
+
+
+def _checked(distribution: Distribution) -> Distribution:
+    """DDP when more than one process and no strategy was chosen; a strategy of many processes on one refused."""
+    strategy = distribution.strategy
+    if strategy == "auto" and distribution.is_distributed:
+        strategy = "ddp"
+    elif strategy not in ("auto",) and not distribution.is_distributed:
+        strategy = "auto"  # Lightning's DDP on one process only adds start-up time
+    return Distribution(distribution.accelerator, distribution.devices, distribution.num_nodes, strategy)
+
+
+def is_global_zero() -> bool:
+    """Whether this process is (or will be) global rank 0, from the launchers' variables, before any process
+    group exists: Lightning's own re-launched processes (LOCAL_RANK, NODE_RANK), torchrun (RANK) and srun
+    (SLURM_PROCID when Slurm starts several tasks)."""
+    if os.environ.get("RANK") is not None:
+        return int(os.environ["RANK"]) == 0
+    if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and os.environ.get("SLURM_PROCID") is not None:
+        return int(os.environ["SLURM_PROCID"]) == 0
+    return int(os.environ.get("LOCAL_RANK", "0") or 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
