@@ -113,7 +113,8 @@ def nan_model_file(path):
 
 
 def contents(folder):
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+    """The files of ``folder`` but the resumable shards a failed run keeps (see test_shards_of_a_failed_run...)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "shards"}
 
 
 @pytest.fixture
@@ -132,7 +133,7 @@ def test_nan_scores_are_an_error_naming_the_model_and_nothing_is_written(earlier
     before = contents(out)
     broken = nan_model_file(tmp_path / "diverged.safetensors")
     capsys.readouterr()
-    assert main(["predict", "--model", str(broken), str(root), "--out", str(out)]) == 2
+    assert main(["predict", "--model", str(broken), str(root), "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert f"{broken} gave 6 non-finite score(s)" in err and "e.g. ID 100000" in err
     assert len(err.strip().splitlines()) == 1
@@ -140,19 +141,22 @@ def test_nan_scores_are_an_error_naming_the_model_and_nothing_is_written(earlier
 
 
 def test_allow_nonfinite_writes_the_other_scores_and_lists_the_rest(earlier_prediction, monkeypatch, capsys):
-    from lexactum.evaluation import evaluate
+    from lexactum.inference.engine import CommitteeScorer
 
     root, model, out = earlier_prediction
-    real_score_files = evaluate.score_files
+    real_step = CommitteeScorer.predict_step
 
-    def two_nan(*args, **kwargs):
-        scores, timing = real_score_files(*args, **kwargs)
-        scores[[1, 4]] = [np.nan, np.inf]
-        return scores, timing
+    def two_nan(self, batch, batch_idx=0):
+        result = real_step(self, batch, batch_idx)
+        for position, value in ((1, np.nan), (4, np.inf)):
+            result["scores"][result["positions"] == position] = value
+        return result
 
-    monkeypatch.setattr(evaluate, "score_files", two_nan)
-    assert main(["predict", "--model", str(model), str(root), "--out", str(out)]) == 2
+    monkeypatch.setattr(CommitteeScorer, "predict_step", two_nan)
+    assert main(["predict", "--model", str(model), str(root), "--out", str(out), "--overwrite"]) == 2
     assert "2 non-finite score(s)" in capsys.readouterr().err
+    # The scores are kept in shards: the second command only merges them, leaving those two out.
+    monkeypatch.setattr(CommitteeScorer, "predict_step", real_step)
     assert main(["predict", "--model", str(model), str(root), "--out", str(out), "--allow-nonfinite"]) == 0
     assert f"left out 2 object(s) (2 non-finite score): listed in {out / 'left_out.csv'}" in capsys.readouterr().out
     rows, submission = read_outputs(out)
@@ -197,13 +201,13 @@ def test_disk_full_in_out_is_one_line_and_keeps_the_earlier_outputs(toy_model_fi
     before = contents(out)
     disk.fill()
     capsys.readouterr()
-    assert main(["predict", "--model", str(other), str(root), "--out", str(out)]) == 2
+    assert main(["predict", "--model", str(other), str(root), "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"lexactum predict: error: cannot write {out}/") and "no space left on device" in err
     assert len(err.strip().splitlines()) == 1
     assert contents(out) == before  # old outputs whole, no temporary file
     disk.free()
-    assert main(["predict", "--model", str(other), str(root), "--out", str(out)]) == 0
+    assert main(["predict", "--model", str(other), str(root), "--out", str(out), "--overwrite"]) == 0
 
 
 def test_disk_full_simulated(earlier_prediction, toy_model_file, tmp_path, monkeypatch, capsys):
@@ -219,9 +223,9 @@ def test_disk_full_simulated(earlier_prediction, toy_model_file, tmp_path, monke
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    assert main(["predict", "--model", str(other), str(root), "--out", str(out)]) == 2
+    assert main(["predict", "--model", str(other), str(root), "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err
-    assert f"cannot write {out}/scores.csv: no space left on device" in err and "Traceback" not in err
+    assert f"cannot write {out}/shards/manifest.json: no space left on device" in err and "Traceback" not in err
     assert contents(out) == before
 
 
@@ -230,7 +234,7 @@ def test_read_only_out_is_one_line_and_keeps_the_earlier_outputs(earlier_predict
     before = contents(out)
     read_only(out)
     capsys.readouterr()
-    assert main(["predict", "--model", str(model), str(root), "--out", str(out)]) == 2
+    assert main(["predict", "--model", str(model), str(root), "--out", str(out), "--overwrite"]) == 2
     err = capsys.readouterr().err
     # refused before the scoring pass, not after it
     assert f"--out {out}: cannot write in {out} (read-only or no permission)" in err

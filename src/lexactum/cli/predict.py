@@ -1,83 +1,95 @@
-"""``lexactum predict``: score any folder of cutouts with a trained model and write the submission file."""
+"""``lexactum predict``: score cutouts at survey scale with one network or a committee; ranked scores and the
+challenge submission file."""
 
 from __future__ import annotations
 
 EPILOG = """examples:
-  lexactum predict --model space_lens_flow_10epochs.safetensors ~/data/SpaceBasedTest --out predictions
-  lexactum predict --model models/ground_cmu_deeplens_150epochs.safetensors ~/cutouts --out ranked \\
-      --survey ground --batch-size 512 --device cuda
+  lexactum predict --model space_lens_flow_10epochs.safetensors ~/data/SpaceBasedTest
+  lexactum predict --model models/lens_flow.safetensors cutouts.h5 --out ranked --tta 8
+  lexactum predict --model 'models/space_*.safetensors' --combine rank ~/q1_cutouts --out q1 --parquet
+  lexactum predict --model m.safetensors cube.npy --ids cube_ids.txt --devices 4 --accelerator gpu
+  srun lexactum predict --model m.safetensors survey.h5 --out s --devices 4 --num-nodes 8   (see examples/)
 
-INPUT is a challenge dataset (either layout; labels are kept when it has a catalog) or any folder of FITS
-cutouts: files named like the challenge's (imageEUC_VIS-<ID>.fits, imageSDSS_R-<ID>.fits ...) anywhere
-under it, or one file per object holding all its bands (bands, 101, 101). Images are read and normalised
-batch by batch, so memory stays small whatever the number of objects.
+INPUT is a challenge dataset (either layout; labels are kept when it has a catalog), any folder of FITS
+cutouts (challenge-style names, or one file per object holding all its bands), a prepared cache folder, an
+HDF5 cube (datasets 'images' (N, C, H, W) or (N, H, W) of raw pixels and 'ids'; other names with
+--images-key/--ids-key) or a NumPy .npy cube (IDs from --ids, else the row numbers). Bands are matched by
+name where the file names them (an HDF5 'bands' attribute), by order otherwise. Images are read and
+normalised batch by batch, each network in its own normalisation, so memory does not grow with the input.
 
-Writes to --out: scores.csv (ID,score[,label], most lens-like first), submission.txt (the challenge
-format: 'ID score' per line, no header, every scored object) and config.json, all together or none of them (other
-files in --out are left alone). Objects that are not scored (a band file missing, a catalog row without
-images, a non-finite score with --allow-nonfinite) are listed in left_out.csv (ID,reason,file).
-A NaN or infinite score (broken weights) is an error, and nothing is written.
+Scores are written in shards (--out/shards/) as they come: a killed run restarted with the same command scores
+only what is missing; a restart with other models or options is refused. At the end --out holds
+scores.csv (ID,score[,label][,one column per committee member], most lens-like first), submission.txt (the
+challenge format, 'ID score' per line), scores.parquet with --parquet, and config.json; objects not scored (a
+band file missing, an image without a finite pixel, a non-finite score with --allow-nonfinite) are listed in
+left_out.csv (ID,reason,file). --batch-size is per process. With --devices/--num-nodes every process scores its
+own shards: each object is scored exactly once.
 """
 
 
 def add_parser(subparsers, formatter_class) -> None:
+    from lexactum.distributed import add_distribution_arguments
+    from lexactum.inference.options import add_committee_arguments
+    from lexactum.inference.run import DEFAULT_BATCH_SIZE
+    from lexactum.inference.shards import DEFAULT_SHARD_SIZE
+
     parser = subparsers.add_parser(
         "predict",
-        help="score a folder of cutouts: ranked scores and a challenge submission file",
-        description="Score every object of a challenge dataset or of any folder of FITS cutouts with a "
-                    "trained model; write a ranked list and the challenge submission file.",
+        help="score cutouts (folders, caches, HDF5/.npy cubes) with a network or a committee",
+        description="Score every object of a challenge dataset, a folder of FITS cutouts, a cache or a cutout "
+                    "cube with one network or a committee (optionally averaged over flips and turns), on one "
+                    "or many processes; write a ranked list and the challenge submission file.",
         epilog=EPILOG,
         formatter_class=formatter_class,
     )
-    parser.add_argument("input", metavar="INPUT", help="folder of FITS cutouts or a challenge dataset")
-    parser.add_argument("--model", required=True, metavar="FILE",
-                        help="model file (.safetensors or the seed's .h5), or its name in models/")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("input", metavar="INPUT", help="folder of FITS cutouts, challenge dataset, cache folder, "
+                                                      ".h5/.hdf5 or .npy cube")
+    add_committee_arguments(parser)
+    parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default: predictions/<INPUT name>)")
     parser.add_argument("--survey", choices=("space", "ground"), default=None,
-                        help="survey of the cutouts (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=256, help="images per batch")
+                        help="survey of the cutouts (default: the models')")
+    parser.add_argument("--ids", dest="ids_file", metavar="FILE", default=None,
+                        help="IDs of a cube's rows, one integer per line (.npy; replaces an HDF5 cube's IDs)")
+    parser.add_argument("--images-key", default="images", help="HDF5 dataset of the images (default: images)")
+    parser.add_argument("--ids-key", default="ids", help="HDF5 dataset of the IDs (default: ids)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per batch and process")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", default=None, help="Lightning precision (default 32-true; e.g. bf16-mixed "
+                                                          "on a GPU)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes reading and normalising batches, per process (default: from the cores)")
+    parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="N",
+                        help="objects per shard of the resumable output")
+    parser.add_argument("--parquet", action="store_true", help="also write scores.parquet (needs pyarrow)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of another prediction in --out")
     parser.add_argument("--allow-nonfinite", action="store_true",
                         help="when some scores are NaN or infinite, write the others and list those objects in "
                              "left_out.csv (default: an error, nothing written)")
+    add_distribution_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from lexactum.evaluation.evaluate import left_out_summary
+    from lexactum.inference.run import PredictRequest, predict
 
-    from lexactum.checks import positive_whole
-    from lexactum.data.cutouts import open_cutouts
-    from lexactum.devices import resolve_device
-    from lexactum.errors import ModelFileError
-    from lexactum.evaluation.evaluate import left_out_summary, model_normalisation, predict_folder
-    from lexactum.models.files import load_model, resolve_model_path
-    from lexactum.runs import all_or_nothing, check_output_folder, write_config
-
-    positive_whole(args.batch_size, "--batch-size")  # before any work: no output folder for a run that cannot start
-    model_path = resolve_model_path(args.model)
-    model = load_model(model_path, survey=args.survey)
-    source = open_cutouts(args.input, survey=args.survey or model.metadata.get("survey"))
-    channels = model.metadata.get("in_channels")
-    if channels is not None and int(channels) != source.survey.n_bands:
-        raise ModelFileError(f"{model_path} takes {channels} band(s), but the cutouts in {args.input} have "
-                             f"{source.survey.n_bands} ({source.survey.name})")
-    out_dir = Path(args.out)
-    check_output_folder(out_dir)
-    device = resolve_device(args.device)
-    with all_or_nothing():  # the outputs and the record describing them appear together or not at all
-        result = predict_folder(model, source, out_dir, device=device, batch_size=args.batch_size,
-                                show_progress=None, model_name=str(model_path),
-                                allow_nonfinite=args.allow_nonfinite)
-        write_config(out_dir, {
-            "command": "predict", "model": str(model_path.resolve()), "input": str(Path(args.input).resolve()),
-            "survey": source.survey.name, "input_kind": type(source).__name__, "n_objects": len(source),
-            "n_scored": result["n"], "left_out": len(result["left_out"]), "batch_size": args.batch_size,
-            "device": str(device), "allow_nonfinite": args.allow_nonfinite,
-            "normalisation": model_normalisation(model), "out": str(out_dir.resolve()),
-        })
+    request = PredictRequest(
+        input=args.input, models=args.model, out=args.out, survey=args.survey, tta=args.tta, combine=args.combine,
+        batch_size=args.batch_size, device=args.device, accelerator=args.accelerator, devices=args.devices,
+        num_nodes=args.num_nodes, strategy=args.strategy, precision=args.precision, workers=args.workers,
+        shard_size=args.shard_size, parquet=args.parquet, overwrite=args.overwrite,
+        allow_nonfinite=args.allow_nonfinite, ids_file=args.ids_file, images_key=args.images_key,
+        ids_key=args.ids_key)
+    result = predict(request)
+    if result is None:  # another process of a distributed run: rank 0 reports
+        return 0
+    if result.get("already_done"):
+        print(f"{result['out']} already holds this prediction (same input, models and options): nothing to do")
+        return 0
     if result["left_out"]:
         print(left_out_summary(result["left_out"], result["left_out_file"]))
-    print(f"scored {result['n']} objects ({1000 * result['end_to_end_s_per_image']:.2f} ms per image end to "
-          f"end): {result['scores']}, {result['submission']}")
+    wait = result["data_wait_share"]
+    waited = f" (waiting for data {100 * wait:.0f}% of the time)" if wait == wait else ""
+    print(f"scored {result['n']} objects{waited}: {result['scores']}, {result['submission']}")
     return 0
