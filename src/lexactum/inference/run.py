@@ -104,7 +104,8 @@ def predict(request: PredictRequest) -> dict | None:
     from lexactum.runs import check_output_folder
 
     positive_whole(request.batch_size, "--batch-size")
-    shard_size = positive_whole(request.shard_size or DEFAULT_SHARD_SIZE, "--shard-size")
+    shard_size = positive_whole(DEFAULT_SHARD_SIZE if request.shard_size is None else request.shard_size,
+                              "--shard-size")
     check_tta(request.tta)
     if request.workers is not None and (isinstance(request.workers, bool) or int(request.workers) < 0):
         raise LexactumError(f"--workers must be 0 or more, got {request.workers}")
@@ -158,6 +159,7 @@ def _score_shards(request, distribution, source, members, plan, out_dir):
     process has finished (a barrier), ``None`` on the others."""
     import lightning as L
 
+    from lexactum import processes
     from lexactum.devices import resolve_precision
     from lexactum.distributed import is_global_zero
     from lexactum.inference.engine import CommitteeScorer, ShardedSource, ShardWriter, quiet_lightning
@@ -182,7 +184,14 @@ def _score_shards(request, distribution, source, members, plan, out_dir):
         except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
             raise LexactumError(f"cannot predict on {distribution.describe()} with precision {precision!r}: "
                                 f"{exc}") from None
-        trainer.predict(scorer, datamodule=datamodule, return_predictions=False)
+        try:
+            trainer.predict(scorer, datamodule=datamodule, return_predictions=False)
+        except SystemExit as stop:  # how Lightning ends a run stopped by Ctrl-C (status 1) or SIGTERM (0)
+            if not trainer.interrupted:
+                raise
+            sigterm = trainer.received_sigterm or isinstance(stop.__context__, processes.Terminated)
+            raise processes.interruption(sigterm, f"the finished shards are kept in {out_dir}: the same command "
+                                                  "scores the rest") from None
         trainer.strategy.barrier("lexactum-predict-merge")
     return writer if trainer.is_global_zero else None
 

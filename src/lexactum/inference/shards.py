@@ -14,6 +14,7 @@ import io
 import os
 import re
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def read_shards(out_dir: Path, plan: ShardPlan, n_members: int) -> tuple[np.ndar
         except FileNotFoundError:
             raise LexactumError(f"{path} is missing: a process stopped before scoring it; run the same command "
                                 "again to score what is missing") from None
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise DataError(f"{path}: not a readable shard ({exc}); delete it and run the same command again "
                             "to score it anew") from None
         if (values.shape != (stop - start, n_members) or not np.array_equal(np.sort(positions),

@@ -1,0 +1,59 @@
+"""Committees: members from files and globs, one survey, unique column names, and the three ways to combine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.stats import rankdata
+
+from lexactum.errors import LexactumError, ModelFileError
+from lexactum.inference.committee import combine, expand_model_arguments, load_committee
+
+
+def test_combine_mean_min_and_rank():
+    scores = np.array([[0.9, 0.2], [0.5, 0.6], [0.1, 0.1]])
+    np.testing.assert_array_equal(combine(scores, "mean"), [0.55, 0.55, 0.1])
+    np.testing.assert_array_equal(combine(scores, "min"), [0.2, 0.5, 0.1])
+    # ranks per member (1 = lowest): member 0 -> 3, 2, 1; member 1 -> 2, 3, 1; mean fraction of 3
+    np.testing.assert_allclose(combine(scores, "rank"), [2.5 / 3, 2.5 / 3, 1 / 3])
+    with pytest.raises(LexactumError, match="unknown --combine 'median'"):
+        combine(scores, "median")
+
+
+@given(arrays(np.float64, st.tuples(st.integers(1, 30), st.integers(1, 4)), elements=st.floats(0, 1)))
+def test_combined_scores_follow_their_definitions(scores):
+    np.testing.assert_allclose(combine(scores, "mean"), scores.mean(axis=1))
+    np.testing.assert_array_equal(combine(scores, "min"), scores.min(axis=1))
+    ranks = np.column_stack([rankdata(scores[:, k]) for k in range(scores.shape[1])]) / len(scores)
+    np.testing.assert_allclose(combine(scores, "rank"), ranks.mean(axis=1))
+    # a committee of one is its member, whichever way (rank keeps the order)
+    one = scores[:, :1]
+    np.testing.assert_array_equal(combine(one, "mean"), one[:, 0])
+    assert (np.argsort(combine(one, "rank"), kind="stable") == np.argsort(rankdata(one[:, 0]), kind="stable")).all()
+
+
+def test_members_from_files_and_globs_get_unique_names(toy_model_file, tmp_path):
+    a = toy_model_file(tmp_path / "a" / "net.safetensors", 1, seed=1)
+    b = toy_model_file(tmp_path / "b" / "net.safetensors", 1, seed=2)
+    toy_model_file(tmp_path / "b" / "other.safetensors", 1, seed=3)
+    members = load_committee([str(a), str(tmp_path / "b" / "*.safetensors")])
+    assert [m.path for m in members] == [a, b, tmp_path / "b" / "other.safetensors"]
+    assert [m.name for m in members] == ["net", "net-2", "other"]
+    assert all(m.survey == "space" and m.normalisation == "zscale" for m in members)
+
+
+def test_bad_committees_are_refused_by_name(toy_model_file, tmp_path):
+    space = toy_model_file(tmp_path / "space.safetensors", 1, seed=1)
+    ground = toy_model_file(tmp_path / "ground.safetensors", 4, seed=1)
+    with pytest.raises(ModelFileError, match=f"{ground} was trained on ground images, but the committee's first "
+                                             f"member {space} is for space"):
+        load_committee([str(space), str(ground)])
+    with pytest.raises(ModelFileError, match="trained on space images, but the data are ground"):
+        load_committee([str(space)], survey="ground")
+    with pytest.raises(ModelFileError, match=r"--model '.*nothing\*.safetensors' matches no file"):
+        expand_model_arguments([str(tmp_path / "nothing*.safetensors")])
+    with pytest.raises(LexactumError, match="is given twice"):
+        expand_model_arguments([str(space), str(tmp_path / "." / "space.safetensors")])
