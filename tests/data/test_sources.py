@@ -218,9 +218,10 @@ def test_hdf5_bands_are_matched_by_name_whatever_the_order_case_and_extras(order
         np.testing.assert_array_equal(source.read_batch(np.array([2, 0])), images[[2, 0]][:, wanted])
 
 
-def test_bands_without_names_are_taken_in_order(tmp_path):
+@pytest.mark.parametrize("name", ["cube.h5", "cube.hdf5", "CUBE.HDF"])
+def test_bands_without_names_are_taken_in_order(tmp_path, name):
     images = _cube(2, 4)
-    source = open_source(_h5(tmp_path / "cube.h5", images, np.arange(2)))
+    source = open_source(_h5(tmp_path / name, images, np.arange(2)))
     assert source.survey is GROUND and "in order" in source.describe()
     np.testing.assert_array_equal(source.read_batch(np.array([0, 1])), images)
 
@@ -294,6 +295,29 @@ def test_a_forked_child_opens_the_file_again_rather_than_use_the_parents(every_k
     np.testing.assert_array_equal(batch, expected[[2, 0]])
     assert source._handle is parent_handle and source._pid == os.getpid()
     np.testing.assert_array_equal(source.read_batch(np.array([1])), expected[[1]])
+
+
+@pytest.mark.parametrize("kind", ["hdf5", "npy"])
+def test_opening_leaves_no_file_open_for_a_fork_to_inherit(tmp_path, kind):
+    """open_source checks the file by reading it, then lets it go: processes forked before the first batch
+    inherit no open file, and the user's file is not held."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("no /proc/self/fd here to list open files")
+    path = tmp_path / f"cube.{kind}"
+    np.save(path, _cube(2, 4)) if kind == "npy" else _h5(path, _cube(2, 4), [1, 2])
+    source = open_source(path)
+
+    def open_here() -> int:
+        return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(path.resolve()) for fd in os.listdir("/proc/self/fd"))
+
+    assert open_here() == 0
+    source.read_batch(np.array([1]))
+    assert open_here() == 1  # a memory map holds a descriptor too
+    source.close()
+    import gc
+
+    gc.collect()
+    assert open_here() == 0
 
 
 def test_a_pickled_array_source_carries_no_pixels(tmp_path):
