@@ -7,6 +7,7 @@ import errno
 import multiprocessing
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 
@@ -364,6 +365,45 @@ def test_a_truncated_hdf5_file_is_named(tmp_path):
     os.truncate(path, path.stat().st_size // 2)
     with pytest.raises(DataError, match=r"cube\.h5: truncated HDF5 file"):
         open_source(path)
+
+
+def _shrink_while_reading(source, path, queue):
+    source.read_batch(np.array([0]))  # mapped
+    os.truncate(path, path.stat().st_size // 2)
+    try:
+        source.read_batch(np.array([0, 4]))
+        queue.put("read")
+    except DataError as exc:
+        queue.put(str(exc))
+
+
+@pytest.mark.parametrize("kind", ["npy", "cache"])
+def test_a_mapped_file_that_shrinks_in_use_is_one_line_not_a_crash(every_kind, kind):
+    """Pages past the new end of a memory-mapped file would kill the reader with SIGBUS: it reads in a forked
+    child, so that a failure kills the child only. Mapped again, the shrunk file is refused too."""
+    source, _ = every_kind(kind)
+    path = source.path if kind == "npy" else source.path / "images.f32"
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_shrink_while_reading, args=(source, path, queue))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0, f"the reader died (exit status {child.exitcode})"
+    assert re.fullmatch(rf"{re.escape(str(path))}: shrank to \d+ bytes while being read .*", queue.get(timeout=5))
+    source.close() if kind == "npy" else setattr(source, "_images", None)
+    with pytest.raises(DataError, match=rf"{re.escape(str(path))}: (damaged or truncated|cannot be read any more)"):
+        source.read_batch(np.array([0]))
+
+
+def test_an_hdf5_file_truncated_in_use_is_one_line(every_kind):
+    """HDF5 reads zeros past the end of a file: a file that shrank is refused instead."""
+    source, _ = every_kind("hdf5")
+    os.truncate(source.path, source.path.stat().st_size // 3)
+    with pytest.raises(DataError, match=r"cube\.h5: shrank to \d+ bytes while being read"):
+        source.read_batch(np.array([4, 2]))
+    source.close()
+    with pytest.raises(DataError, match=r"cube\.h5: truncated HDF5 file"):  # opened again, as a new process does
+        source.read_batch(np.array([4, 2]))
 
 
 def test_datasets_under_other_names_are_listed_never_guessed(tmp_path):

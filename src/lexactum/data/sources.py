@@ -201,9 +201,25 @@ class CacheSource(Source):
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         if self._images is None or self._pid != os.getpid():
-            self._images = np.memmap(self._images_path, dtype=np.float32, mode="r", shape=self._shape)
+            try:
+                self._images = np.memmap(self._images_path, dtype=np.float32, mode="r", shape=self._shape)
+            except (OSError, ValueError) as exc:  # numpy: 'mmap length is greater than file size'
+                raise DataError(f"{self._images_path}: cannot be read any more ({exc}); prepare the dataset "
+                                "again") from None
             self._pid = os.getpid()
+        _still_whole(self._images_path, self._images.nbytes)
         return self._images[rows]
+
+
+def _still_whole(path: Path, n_bytes: int) -> None:
+    """Refuse to read a memory-mapped file that has shrunk since it was mapped (rewritten, truncated): a read
+    of a page past its end would kill the process with SIGBUS, no message."""
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise DataError(describe_os_error(exc, path, "read")) from None
+    if size < n_bytes:
+        raise DataError(f"{path}: shrank to {size} bytes while being read ({n_bytes} needed); was it rewritten?")
 
 
 def _bands(n: int) -> str:
@@ -339,6 +355,7 @@ class HDF5Source(_CubeSource):
 
     def __init__(self, path: Path, survey: SurveyFormat | None, ids_file, images_key: str, ids_key: str):
         self.path, self.images_key = path.resolve(), images_key
+        self._size = self.path.stat().st_size  # HDF5 reads zeros past the end of a file truncated meanwhile
         with _open_hdf5(self.path) as fh:
             images = _dataset(fh, self.path, images_key, IMAGES_OPTION)
             names = _band_names(images, fh)
@@ -362,6 +379,7 @@ class HDF5Source(_CubeSource):
     def _read_raw(self, rows: np.ndarray) -> np.ndarray:
         """Rows read span by span (h5py wants increasing indices; a span is one hyperslab)."""
         images = self._opened()
+        _still_whole(self.path, self._size)
         out = np.empty((len(rows), *images.shape[1:]), dtype=images.dtype)
         try:
             for start, stop in _spans(rows):
@@ -480,7 +498,9 @@ class NpySource(_CubeSource):
             raise DataError(f"{self.path}: damaged or truncated .npy file ({exc})") from None
 
     def _read_raw(self, rows: np.ndarray) -> np.ndarray:
-        return self._opened()[rows]
+        images = self._opened()
+        _still_whole(self.path, images.offset + images.nbytes)
+        return images[rows]
 
 
 def _npy_header(path: Path) -> tuple[tuple, np.dtype]:
