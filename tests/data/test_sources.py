@@ -282,7 +282,7 @@ def test_a_source_in_use_is_read_from_a_copy_in_another_process(every_kind, kind
     np.testing.assert_array_equal(source.read_batch(positions), expected[positions])  # the original reads on
 
 
-@pytest.mark.parametrize("kind", ["hdf5", "npy"])
+@pytest.mark.parametrize("kind", ["hdf5", "npy", "cache"])
 def test_a_forked_child_opens_the_file_again_rather_than_use_the_parents(every_kind, kind):
     source, expected = every_kind(kind)
     parent_handle = source._handle
@@ -390,7 +390,7 @@ def test_a_mapped_file_that_shrinks_in_use_is_one_line_not_a_crash(every_kind, k
     child.join(60)
     assert child.exitcode == 0, f"the reader died (exit status {child.exitcode})"
     assert re.fullmatch(rf"{re.escape(str(path))}: shrank to \d+ bytes while being read .*", queue.get(timeout=5))
-    source.close() if kind == "npy" else setattr(source, "_images", None)
+    source.close()
     with pytest.raises(DataError, match=rf"{re.escape(str(path))}: (damaged or truncated|cannot be read any more)"):
         source.read_batch(np.array([0]))
 

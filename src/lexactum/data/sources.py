@@ -81,7 +81,8 @@ def _folder_source(path: Path, survey: SurveyFormat | None) -> Source:
 # ------------------------------------------------------------------------------------------- the interface
 class Source:
     """Objects to score: ``ids`` (int64, or str for loose cutouts named so), ``labels`` (int64, -1 unknown),
-    raw pixels by position (:meth:`read_batch`). Subclasses set the attributes and ``_read_rows``."""
+    raw pixels by position (:meth:`read_batch`). Subclasses set the attributes and ``_read_rows``; one that
+    reads from an open file (an h5py dataset, a memory map) gives ``_open`` and reads through ``_opened``."""
 
     kind = ""
     path: Path
@@ -118,6 +119,29 @@ class Source:
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         """Images ``(len(rows), C, H, W)`` (any number type) of the sorted, distinct ``rows``."""
         raise NotImplementedError
+
+    _handle = None
+    _pid = None
+
+    def __getstate__(self) -> dict:
+        """No open file travels: an h5py object cannot be pickled, a memmap would pickle as all its data."""
+        return {**self.__dict__, "_handle": None, "_pid": None}
+
+    def _opened(self):
+        """This process's open file, opened on first use: one another process opened is inherited through
+        fork and shares its file offset and library state, so it is never used."""
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = None
+            self._handle = self._open()
+            self._pid = os.getpid()
+        return self._handle
+
+    def _open(self):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of the open file, if any (the next read opens it again)."""
+        self._handle = self._pid = None
 
 
 def _checked_positions(positions, n: int) -> np.ndarray:
@@ -190,25 +214,22 @@ class CacheSource(Source):
         self.normalised = str(prepared.index["normalisation"])
         self.masked = bool(prepared.index.get("mask"))
         self._images_path, self._shape = self.path / IMAGES_FILE, prepared.images.shape
-        self._images, self._pid = None, None
 
     def describe(self) -> str:
         return (f"prepared dataset {self.path.name} ({len(self)} cutouts, {_bands(self._shape[1])}, "
                 f"{self.normalised}-normalised)")
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_images": None, "_pid": None}  # a memmap would pickle as all its data
+    def _open(self):
+        try:
+            return np.memmap(self._images_path, dtype=np.float32, mode="r", shape=self._shape)
+        except (OSError, ValueError) as exc:  # numpy: 'mmap length is greater than file size'
+            raise DataError(f"{self._images_path}: cannot be read any more ({exc}); prepare the dataset "
+                            "again") from None
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
-        if self._images is None or self._pid != os.getpid():
-            try:
-                self._images = np.memmap(self._images_path, dtype=np.float32, mode="r", shape=self._shape)
-            except (OSError, ValueError) as exc:  # numpy: 'mmap length is greater than file size'
-                raise DataError(f"{self._images_path}: cannot be read any more ({exc}); prepare the dataset "
-                                "again") from None
-            self._pid = os.getpid()
-        _still_whole(self._images_path, self._images.nbytes)
-        return self._images[rows]
+        images = self._opened()
+        _still_whole(self._images_path, images.nbytes)
+        return images[rows]
 
 
 def _still_whole(path: Path, n_bytes: int) -> None:
@@ -234,33 +255,12 @@ class _CubeSource(Source):
 
     _channels: list[int] | None = None
     _flat = False  # (N, H, W)
-    _handle = None
-    _pid = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_handle": None, "_pid": None}
-
-    def _opened(self):
-        """This process's open file (an h5py dataset, a memmap): a handle another process opened is
-        inherited through fork and shares its file offset and library state, so it is never used."""
-        if self._handle is None or self._pid != os.getpid():
-            self._handle = None
-            self._handle = self._open()
-            self._pid = os.getpid()
-        return self._handle
-
-    def close(self) -> None:
-        """Let go of the open file (the next read opens it again)."""
-        self._handle = self._pid = None
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         images = self._read_raw(rows)
         if self._flat:
             return images[:, None]
         return images if self._channels is None else images[:, self._channels]
-
-    def _open(self):
-        raise NotImplementedError
 
     def _read_raw(self, rows: np.ndarray) -> np.ndarray:
         raise NotImplementedError
