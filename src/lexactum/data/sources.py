@@ -417,7 +417,9 @@ def _open_hdf5(path: Path):
     except OSError as exc:
         raise DataError(describe_os_error(exc, path, "read")) from None
     try:
-        return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES)
+        # file systems without locks (many cluster ones) must not make every survey file unreadable
+        locking = "best-effort" if h5py.version.hdf5_version_tuple >= (1, 12, 1) else None
+        return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES, locking=locking)
     except OSError as exc:
         detail = re.search(r"\((.*)\)\s*$", str(exc))
         reason = detail.group(1) if detail else str(exc)
