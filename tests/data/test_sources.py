@@ -418,7 +418,7 @@ def test_datasets_under_other_names_are_listed_never_guessed(tmp_path):
 
 def test_a_missing_ids_dataset_names_the_options(tmp_path):
     path = _h5(tmp_path / "cube.h5", _cube(3, 4), ids=None)
-    with pytest.raises(DataError, match=r"no dataset 'ids' \(datasets held: images .*--ids-key or --ids-file"):
+    with pytest.raises(DataError, match=r"no dataset 'ids' \(datasets held: images .*--ids-key or --ids\b"):
         open_source(path)
 
 
@@ -542,5 +542,5 @@ def test_options_that_do_not_apply_are_refused(tmp_path, make_dataset):
     with pytest.raises(LexactumError, match=r"--images-key names a dataset of an HDF5 file, and .*cube\.npy is"):
         open_source(tmp_path / "cube.npy", images_key="pixels")
     (tmp_path / "ids.txt").write_text("1\n")
-    with pytest.raises(LexactumError, match=r"--ids-file gives the IDs of an HDF5 or \.npy cube"):
+    with pytest.raises(LexactumError, match=r"--ids gives the IDs of an HDF5 or \.npy cube"):
         open_source(make_dataset(n=2), ids_file=tmp_path / "ids.txt")

@@ -30,7 +30,7 @@ MAX_SPAN = 256
 #: HDF5 chunk cache of each open file: a compressed chunk of many cutouts is decompressed once, not per row.
 CHUNK_CACHE_BYTES = 64 << 20
 #: The options of ``lexactum predict`` that the messages name.
-IMAGES_OPTION, IDS_OPTION, IDS_FILE_OPTION = "--images-key", "--ids-key", "--ids-file"
+IMAGES_OPTION, IDS_OPTION, IDS_FILE_OPTION = "--images-key", "--ids-key", "--ids"
 DEFAULT_IMAGES_KEY, DEFAULT_IDS_KEY = "images", "ids"
 
 
