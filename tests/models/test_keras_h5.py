@@ -352,6 +352,28 @@ def test_synthetic_network_matches_numpy_reference(tmp_path, network, bands):
     np.testing.assert_allclose(_sigmoid(logits), _sigmoid(logits_ref), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("network", SEED_NETWORKS)
+def test_every_parameter_is_imported_from_exactly_one_keras_array(tmp_path, network):
+    """The importer pairs the file's arrays with our modules so that each weight and batch-norm statistic
+    of the network is filled, from one array, and no array is used twice or left out."""
+    rng = np.random.default_rng(0)
+    model_config = seed_keras_config(network, 1)
+    weights = {}
+    keras_reference(model_config, weights, _test_images(rng, 1, 1).astype(np.float64), rng)  # draws them all
+    arrays = [(layer, role) for layer, roles in weights.items() for role in roles]
+    for number, (layer, role) in enumerate(arrays):  # each array holds its number (+0.5: no default value)
+        weights[layer][role] = np.full_like(weights[layer][role], number + 0.5)
+    path = tmp_path / "numbered.h5"
+    write_keras_h5(path, model_config, weights)
+    sources = []
+    for key, tensor in load_keras_model(path).state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            values = torch.unique(tensor)
+            assert len(values) == 1, f"{key} is not filled from one array"
+            sources.append(float(values[0]) - 0.5)
+    assert sorted(sources) == list(range(len(arrays)))
+
+
 def test_unknown_seed_network_name():
     with pytest.raises(ModelFileError, match="unknown seed network 'resnet'"):
         seed_keras_config("resnet", 1)
