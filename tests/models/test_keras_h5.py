@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from network_spec import SPEC_KERAS_TOTALS
 from numpy.lib.stride_tricks import sliding_window_view
 
 from lexactum.errors import ModelFileError
@@ -21,15 +22,6 @@ FIXTURES = {  # file stem -> (network, bands), from keras_fixtures/README.md
     "lens_flow_c4": ("lens_flow", 4),
     "wsi_net_c1": ("wsi_net", 1),
     "lastro_epfl_c1": ("lastro_epfl", 1),
-}
-#: Keras's total parameter counts (trainable + batch-norm statistics), spec/models.md.
-KERAS_TOTAL_PARAMETERS = {
-    "cas_swinburne": (4_025_153, 4_060_001),
-    "lastro_epfl": (5_676_449, 5_677_217),
-    "cmu_deeplens": (3_526_721, 3_531_425),
-    "wsi_net": (2_608_385, 2_613_089),
-    "lens_flow": (98_862, 100_062),
-    "lens_finder": (10_315_777, 10_320_577),
 }
 WEIGHT_ROLES = {"Conv2D": ("kernel", "bias"), "Dense": ("kernel", "bias"),
                 "BatchNormalization": ("gamma", "beta", "moving_mean", "moving_variance")}
@@ -348,7 +340,7 @@ def test_synthetic_network_matches_numpy_reference(tmp_path, network, bands):
     weights = {}
     logits_ref = keras_reference(model_config, weights, inputs.astype(np.float64), rng)
     n_parameters = sum(array.size for arrays in weights.values() for array in arrays.values())
-    assert n_parameters == KERAS_TOTAL_PARAMETERS[network][bands == 4]
+    assert n_parameters == SPEC_KERAS_TOTALS[network][bands == 4]
 
     path = tmp_path / f"{network}_{bands}.h5"
     write_keras_h5(path, model_config, weights)
@@ -358,6 +350,28 @@ def test_synthetic_network_matches_numpy_reference(tmp_path, network, bands):
     assert np.ptp(logits_ref) > 1e-3, "the test images must give clearly different outputs"
     np.testing.assert_allclose(logits, logits_ref, rtol=0, atol=1e-4 * max(1.0, np.abs(logits_ref).max()))
     np.testing.assert_allclose(_sigmoid(logits), _sigmoid(logits_ref), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("network", SEED_NETWORKS)
+def test_every_parameter_is_imported_from_exactly_one_keras_array(tmp_path, network):
+    """The importer pairs the file's arrays with our modules so that each weight and batch-norm statistic
+    of the network is filled, from one array, and no array is used twice or left out."""
+    rng = np.random.default_rng(0)
+    model_config = seed_keras_config(network, 1)
+    weights = {}
+    keras_reference(model_config, weights, _test_images(rng, 1, 1).astype(np.float64), rng)  # draws them all
+    arrays = [(layer, role) for layer, roles in weights.items() for role in roles]
+    for number, (layer, role) in enumerate(arrays):  # each array holds its number (+0.5: no default value)
+        weights[layer][role] = np.full_like(weights[layer][role], number + 0.5)
+    path = tmp_path / "numbered.h5"
+    write_keras_h5(path, model_config, weights)
+    sources = []
+    for key, tensor in load_keras_model(path).state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            values = torch.unique(tensor)
+            assert len(values) == 1, f"{key} is not filled from one array"
+            sources.append(float(values[0]) - 0.5)
+    assert sorted(sources) == list(range(len(arrays)))
 
 
 def test_unknown_seed_network_name():

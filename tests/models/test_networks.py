@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from network_spec import SPEC_KERAS_TOTALS, SPEC_PARAMETERS
 from torch import nn
 
 from lexactum.errors import LexactumError
@@ -17,21 +18,8 @@ from lexactum.models.blocks import (
     batch_norm_1d,
     batch_norm_2d,
     keras_same_padding,
-    same_conv,
 )
 
-#: Trainable parameters of the Keras originals (spec table), for 1 and 4 bands.
-SPEC_PARAMETERS = {
-    "cas_swinburne": (4_025_153, 4_060_001),
-    "lastro_epfl": (5_673_921, 5_674_689),
-    "cmu_deeplens": (3_515_713, 3_520_417),
-    "wsi_net": (2_607_937, 2_612_641),
-    "lens_flow": (98_862, 100_062),
-    "lens_finder": (10_315_777, 10_320_577),
-}
-#: Keras's totals, which add the batch-norm moving mean and variance (buffers here).
-SPEC_KERAS_TOTALS = {"lastro_epfl": (5_676_449, 5_677_217), "cmu_deeplens": (3_526_721, 3_531_425),
-                     "wsi_net": (2_608_385, 2_613_089)}
 #: Spatial sizes along each network (spec "Sizes" lines, and the floor rule for the others).
 SPEC_SIZES = {
     "cas_swinburne": [101, 33, 11, 3],
@@ -74,7 +62,7 @@ def test_parameter_counts_match_keras(name, bands):
     assert trainable == SPEC_PARAMETERS[name][bands == 4]
     moving = sum(b.numel() for key, b in model.named_buffers()
                  if key.endswith(("running_mean", "running_var")))
-    keras_total = SPEC_KERAS_TOTALS.get(name, SPEC_PARAMETERS[name])[bands == 4]
+    keras_total = SPEC_KERAS_TOTALS[name][bands == 4]
     assert trainable + moving == keras_total
 
 
@@ -145,7 +133,7 @@ def test_dropout_rates(networks):
 @pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel")
 def test_even_kernel_same_padding_is_one_before_two_after():
     torch.manual_seed(2)
-    conv = same_conv(3, 5, 4)
+    conv = KerasConv2d(3, 5, 4)
     x = torch.randn(2, 3, 8, 8)
     explicit = F.conv2d(F.pad(x, (1, 2, 1, 2)), conv.weight, conv.bias)
     torch.testing.assert_close(conv(x), explicit)
@@ -168,7 +156,7 @@ def test_keras_same_padding_rule(size, kernel, stride, pads):
 
 def test_strided_same_conv_matches_explicit_padding():
     torch.manual_seed(3)
-    conv = same_conv(2, 4, 3, stride=2)
+    conv = KerasConv2d(2, 4, 3, stride=2)
     x = torch.randn(1, 2, 8, 8)
     torch.testing.assert_close(conv(x), F.conv2d(F.pad(x, (0, 1, 0, 1)), conv.weight, conv.bias, stride=2))
 

@@ -14,7 +14,7 @@ from lexactum.cli import main
 from lexactum.errors import LexactumError
 from lexactum.models import create_model, list_models, register_model, registry
 
-SEED_NETWORKS = {"cas_swinburne", "lastro_epfl", "cmu_deeplens", "wsi_net", "lens_flow", "lens_finder"}
+SEED_NETWORKS = set(registry.BUILTIN_MODULES)  # the one list of the built-in networks' names
 
 
 @pytest.fixture
@@ -30,9 +30,10 @@ def test_list_models_gives_the_seed_networks_sorted():
     assert names == sorted(names)
 
 
-def test_unknown_name_lists_the_valid_ones():
+@pytest.mark.parametrize("lookup", [create_model, registry.get_entry])
+def test_unknown_name_lists_the_valid_ones(lookup):
     with pytest.raises(LexactumError) as caught:
-        create_model("alexnet")
+        lookup("alexnet")
     message = str(caught.value)
     assert "'alexnet'" in message and "\n" not in message
     assert all(name in message for name in SEED_NETWORKS)

@@ -8,8 +8,9 @@ converting Keras's channels-last layout to ours.
 
 Recognition compares a *signature*: the layers in computation order, each with the settings that change
 what it computes and where its inputs come from. The expected signatures are generated from
-:func:`seed_keras_config`, the Keras configuration each seed network saves, written from spec/models.md.
-For the residual networks the order of ``config.layers`` is not the order of computation, so the graph
+:func:`seed_keras_config`, the Keras configuration each seed network saves, written from the network's
+layer list (:mod:`lexactum.models.layers`), the same list our PyTorch network is built from. For the
+residual networks the order of ``config.layers`` is not the order of computation, so the graph
 (``inbound_nodes``) decides: at each ``Add`` the shortcut is the shallower input.
 """
 
@@ -26,8 +27,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lexactum.errors import ModelFileError
-from lexactum.models.blocks import INPUT_SIZE, ResidualBlock
-from lexactum.models.registry import BUILTIN_MODULES
+from lexactum.models.blocks import BN_EPSILON, BN_MOMENTUM, INPUT_SIZE
+from lexactum.models.layers import (
+    Activation,
+    BatchNorm,
+    Conv,
+    Dense,
+    Dropout,
+    Flatten,
+    Group,
+    Pool,
+    Residual,
+    flat_layers,
+    output_size,
+)
+from lexactum.models.registry import BUILTIN_MODULES, get_entry
 
 if TYPE_CHECKING:
     from torch import nn
@@ -73,6 +87,7 @@ class _KerasConfigBuilder:
 
     def __init__(self, in_channels: int, functional: bool):
         self.functional = functional
+        self.flat = False  # after a Flatten: batch norms normalise axis 1, not the channels axis 3
         self.layers: list[dict] = []
         self._counts: dict[str, int] = {}
         self.input_shape = [None, INPUT_SIZE, INPUT_SIZE, in_channels]
@@ -98,51 +113,32 @@ class _KerasConfigBuilder:
         self.last = name
         return name
 
-    def conv(self, filters, kernel, activation, padding="same", strides=1, source=None):
-        return self._add("Conv2D", {
-            "filters": filters, "kernel_size": [kernel, kernel], "strides": [strides, strides],
-            "padding": padding, "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1,
-            "activation": activation, "use_bias": True}, None if source is None else [source])
+    def write(self, layer) -> None:
+        """Append the Keras layers of one entry of a network's layer list."""
+        if isinstance(layer, Group):
+            for inner in layer.layers:
+                self.write(inner)
+        elif isinstance(layer, Residual):
+            self._residual_block(layer)
+        else:
+            self._add(*_keras_layer(layer, batch_norm_axis=1 if self.flat else 3))
+            self.flat = self.flat or isinstance(layer, Flatten)
 
-    def dense(self, units, activation):
-        return self._add("Dense", {"units": units, "activation": activation, "use_bias": True})
-
-    def batch_norm(self, axis=3):
-        return self._add("BatchNormalization", {"axis": [axis], "momentum": 0.99, "epsilon": 0.001,
-                                                "center": True, "scale": True})
-
-    def pool(self, size, average=False):
-        return self._add("AveragePooling2D" if average else "MaxPooling2D", {
-            "pool_size": [size, size], "padding": "valid", "strides": [size, size],
-            "data_format": "channels_last"})
-
-    def flatten(self):
-        return self._add("Flatten", {"data_format": "channels_last"})
-
-    def dropout(self, rate):
-        return self._add("Dropout", {"rate": rate, "noise_shape": None, "seed": None})
-
-    def elu(self):
-        return self._add("ELU", {"alpha": 1.0})
-
-    def relu(self):
-        return self._add("ReLU", {"max_value": None, "negative_slope": 0.0, "threshold": 0.0})
-
-    def residual_block(self, in_filters: int, out_filters: int, downsample: bool) -> str:
+    def _residual_block(self, block: Residual) -> None:
         """The seed's block; like the seed's Keras files, the shortcut convolution is listed last."""
         block_input = self.last
-        self.batch_norm()
-        activated = self.elu()
-        stride = 2 if downsample else 1
-        self.conv(in_filters, 1, "elu", strides=stride)
-        self.batch_norm()
-        self.elu()
-        self.conv(in_filters, 3, "elu")
-        self.batch_norm()
-        self.elu()
-        main = self.conv(out_filters, 1, "elu")
-        shortcut = self.conv(out_filters, 1, "elu", strides=2, source=activated) if downsample else block_input
-        return self._add("Add", {}, [main, shortcut])
+        main = block.main()
+        for layer in main[:block.BRANCH]:
+            self.write(layer)
+        activated = self.last
+        for layer in main[block.BRANCH:]:
+            self.write(layer)
+        main_output = self.last
+        shortcut = block.shortcut()
+        if shortcut is not None:
+            self.last = activated  # the shortcut reads the block's input after batch norm and ELU
+            self.write(shortcut)
+        self._add("Add", {}, [main_output, block_input if shortcut is None else self.last])
 
     def model_config(self) -> dict:
         if not self.functional:
@@ -152,76 +148,44 @@ class _KerasConfigBuilder:
             "input_layers": [[self.layers[0]["name"], 0, 0]], "output_layers": [[self.last, 0, 0]]}}
 
 
+def _keras_layer(layer, batch_norm_axis: int) -> tuple[str, dict]:
+    """The Keras class and settings, as Keras 2 saves them, of one layer of a network's layer list."""
+    if isinstance(layer, Conv):
+        return "Conv2D", {
+            "filters": layer.filters, "kernel_size": [layer.kernel] * 2, "strides": [layer.stride] * 2,
+            "padding": layer.padding, "data_format": "channels_last", "dilation_rate": [1, 1], "groups": 1,
+            "activation": layer.activation, "use_bias": True}
+    if isinstance(layer, Dense):
+        return "Dense", {"units": layer.units, "activation": layer.activation, "use_bias": True}
+    if isinstance(layer, BatchNorm):
+        return "BatchNormalization", {"axis": [batch_norm_axis], "momentum": 1 - BN_MOMENTUM, "epsilon": BN_EPSILON,
+                                      "center": True, "scale": True}
+    if isinstance(layer, Pool):
+        return "AveragePooling2D" if layer.average else "MaxPooling2D", {
+            "pool_size": [layer.size] * 2, "padding": "valid", "strides": [layer.size] * 2,
+            "data_format": "channels_last"}
+    if isinstance(layer, Dropout):
+        return "Dropout", {"rate": layer.rate, "noise_shape": None, "seed": None}
+    if isinstance(layer, Flatten):
+        return "Flatten", {"data_format": "channels_last"}
+    if isinstance(layer, Activation):
+        return {"elu": ("ELU", {"alpha": 1.0}),
+                "relu": ("ReLU", {"max_value": None, "negative_slope": 0.0, "threshold": 0.0})}[layer.function]
+    raise TypeError(f"not a layer of lexactum.models.layers: {layer!r}")
+
+
 def seed_keras_config(network: str, in_channels: int) -> dict:
-    """The ``model_config`` the seed's Keras program saves for ``network`` (spec/models.md, layer by layer).
+    """The ``model_config`` the seed's Keras program saves for ``network``, written from its layer list.
 
     Used to recognise files and, in tests, to write synthetic ``.h5`` files for every network.
     """
     if network not in SEED_NETWORKS:
         raise ModelFileError(f"unknown seed network {network!r}: choose one of {', '.join(SEED_NETWORKS)}")
-    k = _KerasConfigBuilder(in_channels, functional=network in ("cmu_deeplens", "wsi_net"))
-    if network == "cas_swinburne":
-        for filters, kernel in ((96, 11), (128, 5), (256, 3)):
-            k.conv(filters, kernel, "relu")
-            k.pool(3)
-        k.flatten()
-        for _ in range(2):
-            k.dense(1024, "relu")
-            k.dropout(0.5)
-    elif network == "lastro_epfl":
-        for filters, kernel in ((16, 4), (32, 3), (64, 3)):
-            k.conv(filters, kernel, "relu", padding="valid")
-            k.conv(filters, 3, "relu", padding="valid")
-            k.pool(2)
-            k.batch_norm()
-        k.dropout(0.1)
-        k.conv(128, 3, "relu", padding="valid")
-        k.dropout(0.1)
-        k.conv(128, 3, "relu", padding="valid")
-        k.batch_norm()
-        k.dropout(0.1)
-        k.flatten()
-        for _ in range(2):
-            k.dense(1024, "relu")
-            k.dropout(0.1)
-        k.dense(1024, "relu")
-        k.batch_norm(axis=1)
-    elif network == "cmu_deeplens":
-        k.conv(32, 7, "elu")
-        k.batch_norm()
-        for group, (in_filters, out_filters) in enumerate(((16, 32), (32, 64), (64, 128), (128, 256), (256, 512))):
-            for i in range(3):
-                k.residual_block(in_filters, out_filters, downsample=group > 0 and i == 0)
-        k.pool(2, average=True)
-        k.flatten()
-    elif network == "wsi_net":
-        k.conv(32, 7, "elu")
-        k.residual_block(16, 32, downsample=False)
-        k.residual_block(32, 64, downsample=True)
-        for kernel in (1, 5):
-            k.conv(32, kernel, "elu")
-            k.batch_norm()
-            k.relu()
-        k.pool(2)
-        k.flatten()
-        k.dense(128, "linear")
-    elif network == "lens_flow":
-        k.pool(3, average=True)
-        for filters, kernel in ((16, 5), (25, 5), (36, 4)):
-            k.conv(filters, kernel, "relu")
-            k.pool(2)
-        k.flatten()
-        k.dense(128, "relu")
-        k.dropout(0.5)
-    elif network == "lens_finder":
-        k.conv(64, 5, "relu")
-        k.pool(2)
-        k.conv(128, 3, "relu")
-        k.pool(2)
-        k.flatten()
-        k.dense(128, "relu")
-    k.dense(1, "sigmoid")
-    return k.model_config()
+    layers = get_entry(network).builder.LAYERS
+    builder = _KerasConfigBuilder(in_channels, functional=any(isinstance(x, Residual) for x in flat_layers(layers)))
+    for layer in layers:
+        builder.write(layer)
+    return builder.model_config()
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -541,9 +505,8 @@ def infer_shapes(ordered: list[KerasLayer], input_shape: tuple, source: str = "m
             if len(shape) != 3:
                 raise ModelFileError(f"{source}: layer {layer.name!r} needs an image input, gets shape {shape}")
             window = params["kernel"] if layer.kind == "Conv2D" else params["pool"]
-            size = []
-            for n, k, s in zip(shape[:2], window, params["strides"], strict=True):
-                size.append(math.ceil(n / s) if params["padding"] == "same" else (n - k) // s + 1)
+            size = [output_size(n, k, s, params["padding"])
+                    for n, k, s in zip(shape[:2], window, params["strides"], strict=True)]
             channels = params["filters"] if layer.kind == "Conv2D" else shape[2]
             shape = (*size, channels)
             if min(shape) < 1:
@@ -594,16 +557,16 @@ def _layer_weights(weights_root, layer: KerasLayer, source: str) -> dict[str, An
     return arrays
 
 
-def _torch_layers(module: nn.Module) -> list[nn.Module]:
-    """Our Conv2d / Linear / BatchNorm modules in Keras's computation order (residual blocks explicitly)."""
+def _torch_layers(model: nn.Module) -> list[nn.Module]:
+    """Our Conv2d / Linear / BatchNorm modules in Keras's computation order.
+
+    A :class:`~lexactum.models.blocks.KerasNetwork` registers its modules in that order (in a residual
+    block the shortcut right after the first batch norm and ELU, as :func:`computation_order` walks it).
+    """
     from torch import nn
 
-    if isinstance(module, nn.Conv2d | nn.Linear | nn.BatchNorm1d | nn.BatchNorm2d):
-        return [module]
-    if isinstance(module, ResidualBlock):
-        parts = [module.bn0, module.shortcut, module.conv1, module.bn1, module.conv2, module.bn2, module.conv3]
-        return [leaf for part in parts if part is not None for leaf in _torch_layers(part)]
-    return [leaf for child in module.children() for leaf in _torch_layers(child)]
+    return [module for module in model.modules()
+            if isinstance(module, nn.Conv2d | nn.Linear | nn.BatchNorm1d | nn.BatchNorm2d)]
 
 
 def _check_shape(array, expected: tuple, layer: KerasLayer, role: str, source: str) -> None:
