@@ -57,3 +57,44 @@ def test_bad_committees_are_refused_by_name(toy_model_file, tmp_path):
         expand_model_arguments([str(tmp_path / "nothing*.safetensors")])
     with pytest.raises(LexactumError, match="is given twice"):
         expand_model_arguments([str(space), str(tmp_path / "." / "space.safetensors")])
+
+
+def test_evaluate_compares_a_committee_with_its_members_in_one_table(toy_model_file, make_dataset, tmp_path,
+                                                                     capsys):
+    import csv
+    import json
+
+    from lexactum.cli import main
+    from lexactum.evaluation.metrics import auc
+
+    root = make_dataset("space", n=30, layout="test", seed=4)
+    a = toy_model_file(tmp_path / "a.safetensors", 1, seed=1)
+    b = toy_model_file(tmp_path / "b.safetensors", 1, seed=2)
+    assert main(["evaluate", "--model", str(a), "--dataset", str(root), "--out", str(tmp_path / "a"),
+                 "--bootstrap", "0"]) == 0
+    assert main(["evaluate", "--model", str(a), "--model", str(b), "--dataset", str(root), "--combine", "min",
+                 "--out", str(tmp_path / "ab"), "--bootstrap", "20"]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in ("a ", "b ", "committee")) and "AUC" in table
+    metrics = json.loads((tmp_path / "ab" / "metrics.json").read_text())
+    alone = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert set(metrics["members"]) == {"a", "b"} and metrics["combine"] == "min"
+    assert metrics["members"]["a"]["auc"] == pytest.approx(alone["auc"], rel=1e-12)
+    with open(tmp_path / "ab" / "scores.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    labels = np.array([int(r["label"]) for r in rows])
+    committee = np.array([float(r["score"]) for r in rows])
+    np.testing.assert_allclose(committee, [min(float(r["a"]), float(r["b"])) for r in rows])
+    assert metrics["auc"] == pytest.approx(auc(labels, committee), rel=1e-12)
+    assert "intervals" in metrics and (tmp_path / "ab" / "roc.png").stat().st_size > 10_000
+    assert main(["evaluate", "--model", str(a), "--tta", "4", "--dataset", str(root), "--out",
+                 str(tmp_path / "a4"), "--bootstrap", "0"]) == 0
+    assert json.loads((tmp_path / "a4" / "metrics.json").read_text())["tta"] == 4
+
+    def scores_of(folder):
+        with open(tmp_path / folder / "scores.csv", newline="") as fh:
+            return {r["ID"]: float(r["score"]) for r in csv.DictReader(fh)}
+
+    plain, averaged = scores_of("a"), scores_of("a4")
+    assert plain.keys() == averaged.keys()
+    assert not np.allclose([plain[k] for k in plain], [averaged[k] for k in plain], rtol=1e-9)

@@ -243,25 +243,14 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     that were not scored are listed in left_out.csv (see :func:`write_left_out`). The files appear together
     or not at all. Returns the metrics dict that metrics.json holds.
     """
-    from lexactum.evaluation.metrics import challenge_metrics, check_bootstrap, check_both_classes
+    from lexactum.evaluation.metrics import challenge_metrics, check_bootstrap
     from lexactum.evaluation.plots import plot_roc
     from lexactum.runs import all_or_nothing, write_json
 
     bootstrap = check_bootstrap(bootstrap)  # before the scoring pass
     out_dir = Path(out_dir)
     whole_set = indices is None
-    indices = np.arange(len(data.ids)) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
-    if len(indices) == 0:
-        raise LexactumError("nothing to evaluate: the selection of objects is empty")
-    if indices.min() < 0 or indices.max() >= len(data.ids) or len(np.unique(indices)) != len(indices):
-        raise LexactumError(f"object positions to evaluate must be distinct and in [0, {len(data.ids)}), got "
-                            f"{int(indices.min())}..{int(indices.max())} "
-                            f"({len(indices) - len(np.unique(indices))} repeated)")
-    labels = np.asarray(data.labels)[indices]
-    if (labels < 0).any():
-        raise DataError(f"{getattr(data, 'path', 'data')}: {int((labels < 0).sum())} selected objects have "
-                        "no label; evaluation needs a catalog ('lexactum predict' scores unlabelled data)")
-    check_both_classes(labels)  # before the scoring pass, which may take long
+    indices, labels = labelled_selection(data, indices)
     device = resolve_device(device)
     scores, timing = _score_selection(model, data, indices, files, device, batch_size, end_to_end_images,
                                       show_progress)
@@ -287,6 +276,35 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     if verbose:
         print(format_metrics_table(metrics))
     return metrics
+
+
+def labelled_selection(data, indices: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, labels) of the objects to evaluate (default all): distinct, in range, all labelled, both
+    classes present. Checked before the scoring pass, which may take long."""
+    from lexactum.evaluation.metrics import check_both_classes
+
+    indices = np.arange(len(data.ids)) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    if len(indices) == 0:
+        raise LexactumError("nothing to evaluate: the selection of objects is empty")
+    if indices.min() < 0 or indices.max() >= len(data.ids) or len(np.unique(indices)) != len(indices):
+        raise LexactumError(f"object positions to evaluate must be distinct and in [0, {len(data.ids)}), got "
+                            f"{int(indices.min())}..{int(indices.max())} "
+                            f"({len(indices) - len(np.unique(indices))} repeated)")
+    labels = np.asarray(data.labels)[indices]
+    if (labels < 0).any():
+        raise DataError(f"{getattr(data, 'path', 'data')}: {int((labels < 0).sum())} selected objects have "
+                        "no label; evaluation needs a catalog ('lexactum predict' scores unlabelled data)")
+    check_both_classes(labels)
+    return indices, labels
+
+
+def prepared_if_current(dataset, normalisation: str):
+    """The dataset's cache when one is built and up to date for ``normalisation`` (never builds one)."""
+    from lexactum.data import cache
+
+    if cache.cache_status(dataset, normalisation)["state"] != "valid":
+        return None
+    return cache.prepare(dataset, normalisation, progress=False)
 
 
 def _score_selection(model, data, indices, files, device, batch_size, end_to_end_images, show_progress):

@@ -43,34 +43,38 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 
 
 def plot_roc(labels, scores, path: str | os.PathLike, title: str = "ROC") -> Path:
-    """The ROC in two panels: linear axes with the AUC, and log FPR marking the TPR0 and TPR10 points."""
+    """The ROC in two panels: linear axes with the AUC, and log FPR marking the TPR0 and TPR10 points.
+
+    ``scores`` is one array, or a mapping of names to arrays (a committee and its members) drawn as one curve
+    each, so that they are compared on one picture.
+    """
     from lexactum.evaluation import metrics
 
-    fpr, tpr, _ = metrics.roc_curve(labels, scores)
-    value = metrics.auc(labels, scores)
-    tpr0 = metrics.tpr_at_fp(labels, scores, 0)
-    tpr10 = metrics.tpr_at_fp(labels, scores, 10)
+    curves = dict(scores) if isinstance(scores, Mapping) else {"": scores}
     n_non = int(np.sum(np.asarray(labels) == 0))
-
+    left = 0.5 / n_non  # FPR = 0 cannot sit on a log axis: the left edge (half a false positive) stands for it
     plt = _pyplot()
     fig, (full, low) = plt.subplots(1, 2, figsize=(11, 4.8))
-    full.plot(fpr, tpr, lw=1.8, label=f"AUC = {value:.4f}")
+    for k, (name, values) in enumerate(curves.items()):
+        fpr, tpr, _ = metrics.roc_curve(labels, values)
+        tpr0, tpr10 = metrics.tpr_at_fp(labels, values, 0), metrics.tpr_at_fp(labels, values, 10)
+        colour = f"C{k}" if len(curves) > 1 else "C0"
+        named = f"{name}: " if name else ""
+        full.plot(fpr, tpr, lw=1.8, color=colour, label=f"{named}AUC = {metrics.auc(labels, values):.4f}")
+        low.plot(np.maximum(fpr, left), tpr, lw=1.8, color=colour)
+        low.plot([left], [tpr0], "o", color=colour if name else "C3",
+                 label=f"{named}TPR0 = {tpr0:.3f}" + ("" if name else " (no false positive)"))
+        low.plot([min(10, n_non) / n_non], [tpr10], "s", color=colour if name else "C2",
+                 label=f"{named}TPR10 = {tpr10:.3f}" + ("" if name else " (10 false positives)"))
     full.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8, label="chance")
     full.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate", ylabel="true positive rate",
              title=title)
-    full.legend(loc="lower right")
+    full.legend(loc="lower right", fontsize="small" if len(curves) > 2 else None)
     full.grid(alpha=0.3)
-
-    # FPR = 0 cannot sit on a log axis: the left edge (half a false positive) stands for it.
-    left = 0.5 / n_non
-    low.plot(np.maximum(fpr, left), tpr, lw=1.8)
-    low.plot([left], [tpr0], "o", color="C3", label=f"TPR0 = {tpr0:.3f} (no false positive)")
-    low.plot([min(10, n_non) / n_non], [tpr10], "s", color="C2",
-             label=f"TPR10 = {tpr10:.3f} (10 false positives)")
     low.set_xscale("log")
     low.set(xlim=(left, 1), ylim=(0, 1.01), xlabel="false positive rate (log)", ylabel="true positive rate",
             title=f"low false positive rates ({n_non} non-lenses)")
-    low.legend(loc="upper left")
+    low.legend(loc="upper left", fontsize="small" if len(curves) > 1 else None)
     low.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return save_figure(fig, path)

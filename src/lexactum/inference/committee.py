@@ -67,9 +67,9 @@ def load_committee(values: list[str], survey=None) -> list[Member]:
         wanted = getattr(survey, "name", survey) or next((m.survey for m in members if m.survey), None)
         if made_for is not None and wanted is not None and str(made_for).lower() != str(wanted).lower():
             first = next((m.path for m in members if m.survey), None)
-            against = f"the committee's first member {first} is for {wanted}" if first else f"the data are {wanted}"
-            raise ModelFileError(f"{path} was trained on {made_for} images, but {against}: a committee scores "
-                                 "one survey")
+            against = (f"the committee's first member {first} is for {wanted}: a committee scores one survey"
+                       if first else f"the data are {wanted} images")
+            raise ModelFileError(f"{path} was trained on {made_for} images, but {against}")
         members.append(Member(_unique_name(path, members), path, network, model_normalisation(network),
                               None if made_for is None else str(made_for).lower()))
     return members
