@@ -4,7 +4,7 @@ Public names are imported lazily so that ``import lexactum.evaluation`` stays ch
 matplotlib until used): :func:`challenge_metrics`, :func:`auc`, :func:`roc_curve`, :func:`tpr_at_fp`,
 :func:`rates_at_threshold`, :func:`bootstrap` (numpy only); :func:`plot_roc`, :func:`plot_training_curves`,
 :func:`image_grid`, :func:`plot_feature_maps`; :func:`score`, :func:`time_per_image`,
-:func:`evaluate_model`, :func:`predict_folder`, :func:`conv_activations`.
+:func:`evaluate_model`, :func:`conv_activations`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ _EXPORTS = {
     "score": "evaluate",
     "time_per_image": "evaluate",
     "evaluate_model": "evaluate",
-    "predict_folder": "evaluate",
     "conv_activations": "evaluate",
 }
 

@@ -1,8 +1,8 @@
 """Scoring images with a trained network: scores, timings, and the files an evaluation leaves behind.
 
-Three uses share the code here: ``evaluate`` (a labelled set -> scores.csv, metrics.json, roc.png),
-``predict`` (any folder of cutouts, see :mod:`lexactum.data.cutouts` -> a ranked scores.csv and the
-challenge submission file) and ``features`` (one image -> every convolutional layer's output). Data from
+Two uses share the code here: ``evaluate`` (a labelled set -> scores.csv, metrics.json, roc.png) and
+``features`` (one image -> every convolutional layer's output); ``predict`` (survey scale, sharded, many
+processes) lives in :mod:`lexactum.inference` and reuses the checks of results and left_out.csv from here. Data from
 files is read and normalised one batch at a time (the next batch is read while the network scores the
 current one), so memory stays bounded whatever the size of the set.
 """
@@ -24,7 +24,6 @@ from lexactum.errors import DataError, LexactumError
 SCORES_FILE = "scores.csv"
 METRICS_FILE = "metrics.json"
 ROC_FILE = "roc.png"
-SUBMISSION_FILE = "submission.txt"
 LEFT_OUT_FILE = "left_out.csv"
 LEFT_OUT_COLUMNS = ("ID", "reason", "file")
 
@@ -190,19 +189,13 @@ def model_normalisation(model) -> str:
 
 
 # --------------------------------------------------------------------------------------- evaluation
-def _write_scores(path: Path, ids, labels, scores, ranked: bool) -> None:
+def _write_scores(path: Path, ids, labels, scores) -> None:
+    """scores.csv of an evaluation: ``ID,label,score`` in the dataset's order."""
     from lexactum.runs import write_csv
 
-    order = np.argsort(-scores, kind="stable") if ranked else np.arange(len(scores))
-    with_labels = labels is not None and (np.asarray(labels) >= 0).any()
-    rows = []
-    for k in order:
-        row = {"ID": _plain_id(ids[k]), "score": float(scores[k])}
-        if with_labels:
-            row["label"] = int(labels[k]) if labels[k] >= 0 else ""
-        rows.append(row)
-    columns = ["ID", "label", "score"] if with_labels and not ranked else None
-    write_csv(path, rows, fieldnames=columns)
+    rows = [{"ID": _plain_id(i), "label": int(label), "score": float(score)}
+            for i, label, score in zip(ids, labels, scores, strict=True)]
+    write_csv(path, rows, fieldnames=["ID", "label", "score"])
 
 
 def _plain_id(value):
@@ -268,7 +261,7 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     metrics["dataset"] = str(getattr(data, "dataset_path", None) or getattr(data, "path", ""))
     metrics["left_out"] = len(left_out)
     with all_or_nothing():
-        _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=False)
+        _write_scores(out_dir / SCORES_FILE, ids, labels, scores)
         write_json(out_dir / METRICS_FILE, metrics)
         plot_roc(labels, scores, out_dir / ROC_FILE,
                  title=title or f"{metadata.get('network', 'model')} on {len(labels)} images")
@@ -432,36 +425,6 @@ def _files_of(prepared):
     if len(dataset) != len(prepared.ids) or not np.array_equal(dataset.ids, prepared.ids):
         return None
     return dataset
-
-
-# ----------------------------------------------------------------------------------------- prediction
-def predict_folder(model, source, out_dir: str | os.PathLike, device="auto", batch_size: int = 256,
-                   show_progress: bool | None = False, model_name: str | None = None,
-                   allow_nonfinite: bool = False) -> dict:
-    """Score every object of ``source`` from its files; write a ranked scores.csv and submission.txt.
-
-    scores.csv: ``ID,score[,label]`` from the most to the least lens-like. submission.txt: the challenge's
-    format, ``ID score`` per line, no header, every object. Objects under the folder that are not scored
-    are listed in left_out.csv. Nothing is written when a score is not finite (unless ``allow_nonfinite``,
-    see :func:`finite_scores`); the files appear together or not at all. Returns counts and timings.
-    """
-    from lexactum.runs import all_or_nothing, write_text_atomic
-
-    out_dir = Path(out_dir)
-    scores, timing = score_files(model, source, None, device, batch_size, show_progress)
-    ids = np.asarray(source.ids)
-    labels = np.asarray(getattr(source, "labels", np.full(len(ids), -1)))
-    keep = finite_scores(scores, ids, model_name or describe_model(model), allow_nonfinite)
-    left_out = left_out_rows(source) + nonfinite_rows(ids[~keep], scores[~keep])
-    ids, labels, scores = ids[keep], labels[keep], scores[keep]
-    with all_or_nothing():
-        _write_scores(out_dir / SCORES_FILE, ids, labels, scores, ranked=True)
-        lines = [f"{_plain_id(i)} {float(s)!r}" for i, s in zip(ids, scores, strict=True)]
-        write_text_atomic(out_dir / SUBMISSION_FILE, "\n".join(lines) + "\n")
-        left_out_file = write_left_out(out_dir, left_out)
-    return {"n": int(len(ids)), "scores": str(out_dir / SCORES_FILE),
-            "submission": str(out_dir / SUBMISSION_FILE), "left_out": left_out,
-            "left_out_file": None if left_out_file is None else str(left_out_file), **timing}
 
 
 # ----------------------------------------------------------------------------------------- feature maps
