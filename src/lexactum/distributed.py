@@ -135,3 +135,16 @@ def is_global_zero() -> bool:
     if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and os.environ.get("SLURM_PROCID") is not None:
         return int(os.environ["SLURM_PROCID"]) == 0
     return int(os.environ.get("LOCAL_RANK", "0") or 0) == 0 and int(os.environ.get("NODE_RANK", "0") or 0) == 0
+
+
+def follow_launcher() -> None:
+    """In a process a launcher started for rank > 0, end this process when its parent ends.
+
+    Lightning starts the other processes of a one-machine DDP run as children of the command; a ``kill -9``
+    of the command would leave them waiting for it forever (and holding their GPU). torchrun's and srun's
+    tasks end with their parent too, which is what those launchers want anyway. Rank 0 is left alone."""
+    if is_global_zero() or os.environ.get("LOCAL_RANK") is None and os.environ.get("RANK") is None:
+        return
+    from lexactum.processes import die_with
+
+    die_with(os.getppid())

@@ -161,12 +161,12 @@ def run_cli(*arguments, cwd, **kwargs):
 
 
 SLOW_AFTER_FIRST_SHARD = """
-import sys, time
+import os, sys, time
 from lexactum.inference import engine
 read = engine.SourceBatches._read
 def slow(self, positions):
     if positions[0] >= 8:
-        time.sleep(0.5)
+        time.sleep(float(os.environ.get("SLOW_READ", "0.5")))
     return read(self, positions)
 engine.SourceBatches._read = slow
 from lexactum.cli import main
@@ -246,3 +246,50 @@ def test_two_processes_score_every_object_once_like_one(cube, toy_model_file, tm
         for column in ("score", "a", "b"):
             assert float(double[object_id][column]) == pytest.approx(float(row[column]), rel=1e-6)
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
+
+
+def process_tree(pid: int) -> set[int]:
+    """``pid`` and every process below it, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+@pytest.mark.slow
+def test_killing_a_two_process_prediction_leaves_no_process_behind(cube, toy_model_file, tmp_path):
+    from lexactum.processes import process_alive
+
+    _, path, _ = cube
+    model = toy_model_file(tmp_path / "m.safetensors", 1, seed=1)
+    env = {**os.environ, "LEXACTUM_NO_PROGRESS": "1", "SLOW_READ": "120"}  # every process busy when killed
+    script = tmp_path / "slow_predict.py"  # a file: Lightning starts the second rank by running it again
+    script.write_text(SLOW_AFTER_FIRST_SHARD)
+    command = [sys.executable, str(script), "predict", "--model", str(model), str(path), "--out", "p",
+               "--batch-size", "4", "--shard-size", "8", "--devices", "2", "--accelerator", "cpu", "--workers", "1"]
+    parent = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    tree: set[int] = set()
+    while time.monotonic() < deadline and parent.poll() is None:  # the second rank and the loader workers
+        tree = process_tree(parent.pid)
+        if len(tree) >= 4 and (tmp_path / "p" / "shards" / "shard-000000.npz").exists():
+            break
+        time.sleep(0.1)
+    assert parent.poll() is None and len(tree) >= 4, "the two ranks never started their workers"
+    parent.kill()
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(process_alive(p) for p in tree - {parent.pid}):
+        time.sleep(0.2)
+    assert not any(process_alive(p) for p in tree - {parent.pid})

@@ -184,4 +184,14 @@ class ShardedSource(L.LightningDataModule):
         dataset = SourceBatches(self.source, batches, self.normalisations)
         extra = {"prefetch_factor": 4, "persistent_workers": False} if self.workers else {}
         return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=self.workers,
-                          pin_memory=self.pin_memory, **extra)
+                          pin_memory=self.pin_memory, worker_init_fn=_die_with_parent, **extra)
+
+
+def _die_with_parent(worker_id: int) -> None:
+    """A loader worker ends with its process at once, even in the middle of a long read (torch's own check
+    waits for the read to finish)."""
+    import os
+
+    from lexactum.processes import die_with
+
+    die_with(os.getppid())

@@ -96,13 +96,14 @@ def predict(request: PredictRequest) -> dict | None:
     """Score ``request.input`` with its committee; the summary on global rank 0, ``None`` on the others."""
     from lexactum.checks import positive_whole
     from lexactum.data.sources import open_source
-    from lexactum.distributed import is_global_zero, resolve_distribution
+    from lexactum.distributed import follow_launcher, is_global_zero, resolve_distribution
     from lexactum.inference.committee import check_bands, load_committee
     from lexactum.inference.options import check_tta
     from lexactum.inference.outputs import check_parquet
     from lexactum.inference.shards import DEFAULT_SHARD_SIZE, ShardPlan, check_manifest, start_shards
     from lexactum.runs import check_output_folder
 
+    follow_launcher()
     positive_whole(request.batch_size, "--batch-size")
     shard_size = positive_whole(DEFAULT_SHARD_SIZE if request.shard_size is None else request.shard_size,
                               "--shard-size")
