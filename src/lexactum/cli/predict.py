@@ -29,9 +29,7 @@ own shards: each object is scored exactly once.
 
 def add_parser(subparsers, formatter_class) -> None:
     from lexactum.distributed import add_distribution_arguments
-    from lexactum.inference.options import add_committee_arguments
-    from lexactum.inference.run import DEFAULT_BATCH_SIZE
-    from lexactum.inference.shards import DEFAULT_SHARD_SIZE
+    from lexactum.inference.options import DEFAULT_BATCH_SIZE, DEFAULT_SHARD_SIZE, add_committee_arguments
 
     parser = subparsers.add_parser(
         "predict",

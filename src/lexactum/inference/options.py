@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from lexactum.errors import LexactumError
 
+#: Images per batch and process in predict.
+DEFAULT_BATCH_SIZE = 256
+#: Objects per shard of predict's resumable output: small enough that a kill loses little, large enough that
+#: a billion-object survey makes a manageable number of files.
+DEFAULT_SHARD_SIZE = 16384
 #: View counts of test-time augmentation: the identity, the four quarter turns, all eight symmetries.
 TTA_CHOICES = (1, 4, 8)
 #: How a committee's members' probabilities become one score (see lexactum.inference.committee.combine).

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from lexactum.errors import LexactumError
+from lexactum.inference.options import DEFAULT_BATCH_SIZE, DEFAULT_SHARD_SIZE
 
-DEFAULT_BATCH_SIZE = 256
 #: Files a finished prediction leaves in --out (with config.json and, when objects were left out, left_out.csv).
 RESULT_FILES = ("scores.csv", "submission.txt")
 #: Options that change the merged files but not the shards.
@@ -100,7 +100,7 @@ def predict(request: PredictRequest) -> dict | None:
     from lexactum.inference.committee import check_bands, load_committee
     from lexactum.inference.options import check_tta
     from lexactum.inference.outputs import check_parquet
-    from lexactum.inference.shards import DEFAULT_SHARD_SIZE, ShardPlan, check_manifest, start_shards
+    from lexactum.inference.shards import ShardPlan, check_manifest, start_shards
     from lexactum.runs import check_output_folder
 
     follow_launcher()

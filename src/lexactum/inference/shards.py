@@ -25,9 +25,6 @@ from lexactum.errors import DataError, LexactumError
 SHARDS_FOLDER = "shards"
 MANIFEST = "manifest.json"
 SHARD_NAME = re.compile(r"shard-(\d{6,})\.npz")
-#: Objects per shard: small enough that a kill loses little, large enough that a billion-object survey
-#: makes a manageable number of files.
-DEFAULT_SHARD_SIZE = 16384
 
 
 @dataclass(frozen=True)
