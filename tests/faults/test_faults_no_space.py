@@ -70,7 +70,7 @@ def test_predictions_on_a_full_disk(small_dataset, toy_model, tmpfs):
     (full / "scores.csv").write_text("ID,score\n100000,0.5\n")
     (full / "submission.txt").write_text("100000 0.5\n")
     before = snapshot(full)
-    proc = run_cli(["predict", "--model", toy_model, "--out", full, "--device", "cpu", small_dataset])
+    proc = run_cli(["predict", "--model", toy_model, "--out", full, "--device", "cpu", "--overwrite", small_dataset])
     assert_one_line_error(proc, "predict", [full], NO_SPACE)
     assert temporaries(full) == []
     after = snapshot(full)

@@ -15,7 +15,7 @@ def test_predict_into_a_read_only_output_folder(small_dataset, toy_model, predic
     shutil.copytree(predict_reference.folder / "out", out)  # an earlier prediction
     before = snapshot(out)
     read_only(out)
-    proc = run_cli(["predict", "--model", toy_model, "--out", out, "--device", "cpu", small_dataset])
+    proc = run_cli(["predict", "--model", toy_model, "--out", out, "--device", "cpu", "--overwrite", small_dataset])
     assert_one_line_error(proc, "predict", [out], READ_ONLY)
     assert snapshot(out) == before
 
