@@ -126,8 +126,8 @@ def predict(request: PredictRequest) -> dict | None:
     if _check_finished(out_dir, manifest, request):
         return {"already_done": True, "out": str(out_dir), "n": None} if is_global_zero() else None
     state = check_manifest(out_dir, manifest, request.overwrite)
+    check_output_folder(out_dir)  # on every process: all refuse alike, none waits for a rank 0 that stopped
     if is_global_zero():
-        check_output_folder(out_dir)
         start_shards(out_dir, manifest, state)
     writer = _score_shards(request, distribution, source, members, plan, out_dir)
     if writer is None:
