@@ -94,6 +94,17 @@ def resolve_distribution(device="auto", accelerator: str | None = None, devices:
     return _checked(Distribution(kind, count, num_nodes, strategy))
 
 
+def launcher_world_size() -> int:
+    """How many processes torchrun (``WORLD_SIZE`` beside ``RANK``) or srun (``SLURM_NTASKS`` beside
+    ``SLURM_PROCID``) started at once, this one among them; 1 where neither did (a plain command, whose
+    other processes Lightning itself starts from inside its fit)."""
+    if os.environ.get("RANK") is not None:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if os.environ.get("SLURM_PROCID") is not None:
+        return int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    return 1
+
+
 def _accelerator_kind(accelerator: str) -> str:
     import torch
 
@@ -107,17 +118,25 @@ def _accelerator_kind(accelerator: str) -> str:
 
 
 def _check_count(kind: str, count: int) -> None:
+    """More GPUs than this machine has, or more CPU processes than the cores it lets us use, are refused;
+    under srun or torchrun each process is given its own share of cores, so only the GPUs are counted."""
     import torch
 
     if kind == "cuda" and count > torch.cuda.device_count():
         raise LexactumError(f"--devices {count}: this machine has {torch.cuda.device_count()} GPU(s)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if kind == "cpu" and count > cores:
+    if kind == "cpu" and count > cores and launcher_world_size() == 1:
         raise LexactumError(f"--devices {count} CPU processes: this machine lets us use {cores} core(s)")
 
 
 def _checked(distribution: Distribution) -> Distribution:
-    """DDP when more than one process and no strategy was chosen; a strategy of many processes on one refused."""
+    """DDP when more than one process and no strategy was chosen (a strategy of many processes on one is
+    dropped); under srun or torchrun, as many processes as they started."""
+    started = launcher_world_size()
+    if started > 1 and started != distribution.world_size:
+        raise LexactumError(f"srun/torchrun started {started} processes, but --devices x --num-nodes make "
+                            f"{distribution.world_size}: give --devices (per node) and --num-nodes that multiply "
+                            f"to {started}")
     strategy = distribution.strategy
     if strategy == "auto" and distribution.is_distributed:
         strategy = "ddp"
