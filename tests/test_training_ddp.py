@@ -258,3 +258,77 @@ def test_two_processes_train_as_well_as_one_with_the_same_global_batch(two_proce
     assert abs(losses[0] - losses[1]) < 0.02, losses
     assert abs(aucs[0] - aucs[1]) < 0.06, aucs
     assert min(aucs) > 0.9, aucs
+
+
+def _start(*argv, cwd: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m lexactum ARGV`` started in the background (its output in ``log``), and its tag."""
+    tag = uuid.uuid4().hex
+    env = {**os.environ, TAG: tag, "LEXACTUM_NO_PROGRESS": "1", "MPLBACKEND": "Agg",
+           "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    for name in LAUNCH_VARIABLES:
+        env.pop(name, None)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lexactum", *map(str, argv)], cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    return proc, tag
+
+
+def _training_started(proc: subprocess.Popen, run_dir: Path, tag: str, timeout: float = 120) -> bool:
+    """Both processes are training: the first epoch's checkpoint is written (the second process is up)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (run_dir / runs.LAST_CHECKPOINT).is_file() and len(_tagged_pids(tag)) >= 2:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _tagged_pids(tag: str) -> list[int]:
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"{TAG}={tag}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def _gone(tag: str, grace: float = 10) -> list[str]:
+    """The tagged processes still alive ``grace`` s from now (killed then); [] when all ended."""
+    import time
+
+    deadline = time.monotonic() + grace
+    while _tagged_pids(tag) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return _tagged_processes(tag)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_two_process_run_stopped_on_rank_zero_leaves_no_process_and_one_line(how, toy, tmp_path):
+    """A scheduler's SIGTERM reaches rank 0 (Lightning passes it on to the other process): one line, status
+    143, a resumable run. A kill -9 of rank 0 gives it no chance to stop the other process, which ends by
+    itself at once (it watches rank 0), without a traceback of its own."""
+    import signal
+
+    dataset, cache = toy
+    run_dir = tmp_path / "run"
+    proc, tag = _start(*_train_args(dataset, cache, "--devices", 2, "--accelerator", "cpu", "--run-dir", run_dir),
+                       "--epochs", 500, cwd=tmp_path, log=tmp_path / "log")
+    try:
+        assert _training_started(proc, run_dir, tag), (tmp_path / "log").read_text()[-3000:]
+        proc.send_signal(getattr(signal, how))
+        status = proc.wait(timeout=60)
+    finally:
+        left = _gone(tag)
+    log = (tmp_path / "log").read_text()
+    assert not left, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    if how == "SIGTERM":
+        assert status == 143 and log.count("lexactum train: terminated (SIGTERM)") == 1, log[-3000:]
+        assert f"--resume {run_dir}" in log
+    else:
+        assert status == -signal.SIGKILL

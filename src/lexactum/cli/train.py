@@ -125,14 +125,27 @@ def run(args) -> int:
     from lexactum.training import train
 
     if not is_global_zero():  # global rank 0 says all there is to say; the others only train
-        import warnings
-
-        warnings.filterwarnings("ignore")
+        return _train_quietly(config_from_args(args))
     result = train(config_from_args(args))
-    if result is None:
-        return 0
     print(format_metrics_table(result.metrics))
     print(f"best validation AUC {result.best_val_auc:.4f} over {result.epochs_trained} epochs")
     print(f"run folder: {result.run_dir}")
     print(f"model file: {result.model_path}")
+    return 0
+
+
+def _train_quietly(config) -> int:
+    """A process other than global rank 0: it trains, with no warnings (rank 0 gives the same) and no line of
+    its own for an interruption (Lightning passes rank 0's SIGTERM on to it; rank 0 says it); its errors are
+    still said, being its own."""
+    import warnings
+
+    from lexactum import processes
+    from lexactum.training import train
+
+    warnings.filterwarnings("ignore")
+    try:
+        train(config)
+    except KeyboardInterrupt as exc:
+        return processes.interruption_line(exc)[1]
     return 0
