@@ -332,3 +332,13 @@ def test_a_two_process_run_stopped_on_rank_zero_leaves_no_process_and_one_line(h
         assert f"--resume {run_dir}" in log
     else:
         assert status == -signal.SIGKILL
+
+
+def test_the_epochs_trained_are_those_of_the_last_checkpoint(tmp_path):
+    """With --strategy ddp_spawn the fit runs in spawned processes and the Trainer here counts 0 epochs."""
+    from lexactum.training.run import _epochs_trained
+
+    last = tmp_path / runs.LAST_CHECKPOINT
+    torch.save({"state_dict": {}, "loops": {"fit_loop": {"epoch_progress": {"current": {"processed": 3}}}}}, last)
+    assert _epochs_trained(SimpleNamespace(current_epoch=0), last) == 3
+    assert _epochs_trained(SimpleNamespace(current_epoch=2), tmp_path / "none.ckpt") == 2

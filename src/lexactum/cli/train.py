@@ -29,10 +29,12 @@ file and the evaluation again (the run's own earlier model file may be replaced)
 
 Many processes (--devices N, --num-nodes M; Lightning DDP, gloo on CPU, NCCL on GPU): --batch-size is the
 global batch, split evenly among the N x M processes (it must be a multiple of N x M), so a run sees the
-same batches on any number of processes. On one machine the command starts the other processes itself;
-on several nodes start it on each with srun (Slurm) or torchrun, with --run-dir DIR, which they need to
-agree on the run folder. Only global rank 0 writes the run folder, the model file and the evaluation and
-prints; the other processes only train, and end with status 0. A resume may change these options too.
+same batches on any number of processes. On one machine the command starts the other processes itself
+(running the same command line again) and tells them the run folder it chose. On several nodes, start it
+on each with srun (Slurm) or torchrun: there --run-dir DIR is required (e.g. runs/slurm-$SLURM_JOB_ID),
+as processes started apart cannot agree on a folder named from the time. Only global rank 0 writes the
+run folder, the model file and the evaluation, and prints; the other processes only train, and end with
+status 0. A resume may change these options too (the global batch stays the run's).
 """
 
 #: Defaults shown in --help; the options themselves default to "not given" so --resume can tell.

@@ -279,13 +279,21 @@ def _fit(config: TrainConfig, distribution: Distribution, datamodule, run_dir: P
                 # takes for a Ctrl-C (status 1): the exception it was handling tells them apart.
                 sigterm = trainer.received_sigterm or isinstance(stop.__context__, processes.Terminated)
                 raise processes.interruption(sigterm, _resume_hint(run_dir)) from None
-        module.epochs_trained = int(trainer.current_epoch)
         if not zero:
             return None
+        module.epochs_trained = _epochs_trained(trainer, last)
     best = run_dir / runs.BEST_CHECKPOINT
     if config.patience is not None and best.is_file():
         module.load_state_dict(load_checkpoint(best)["state_dict"])
     return module
+
+
+def _epochs_trained(trainer, last: Path) -> int:
+    """The epochs trained, as the last checkpoint counts them: with ``--strategy ddp_spawn`` the training ran in
+    other processes, and the count of this process's Trainer stayed 0."""
+    from lexactum.training.trainer import epochs_done
+
+    return epochs_done(load_checkpoint(last)) if last.is_file() else int(trainer.current_epoch)
 
 
 def _finish_run(config: TrainConfig, module: LensFinderModule, datamodule, run_dir: Path, torch_device,
