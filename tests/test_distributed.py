@@ -38,6 +38,8 @@ def test_the_options_parse_with_their_defaults():
     assert (args.accelerator, args.devices, args.num_nodes, args.strategy) == (None, None, 1, "auto")
     args = parser.parse_args(["--accelerator", "cpu", "--devices", "2", "--num-nodes", "3", "--strategy", "ddp"])
     assert (args.accelerator, args.devices, args.num_nodes, args.strategy) == ("cpu", 2, 3, "ddp")
+    with pytest.raises(SystemExit):  # sharded weights: rank 0 could not write the whole model
+        parser.parse_args(["--strategy", "fsdp"])
 
 
 def test_one_process_by_default_and_several_with_ddp():

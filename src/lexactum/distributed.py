@@ -18,7 +18,9 @@ from lexactum.errors import LexactumError
 
 ACCELERATORS = ("auto", "cpu", "gpu")
 #: Lightning's strategy names accepted by --strategy (``auto``: DDP when more than one process, else none).
-STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp")
+#: Not FSDP: it shards the weights among the GPUs, for networks too large for one (ours are small), and
+#: rank 0 would then hold only its shard of the weights it writes to the model file.
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,9 @@ def add_distribution_arguments(parser) -> None:
                        help="processes per node, one per GPU (or N CPU processes with --accelerator cpu); "
                             "default 1")
     group.add_argument("--num-nodes", type=int, default=1, metavar="M",
-                       help="nodes (machines) taking part; under Slurm, srun starts the tasks (default 1)")
+                       help="nodes (machines) taking part; under Slurm, srun starts the tasks")
     group.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                       help="Lightning strategy (default: ddp when devices x nodes > 1)")
+                       help="Lightning strategy; auto: ddp when devices x nodes > 1")
 
 
 def resolve_distribution(device="auto", accelerator: str | None = None, devices: int | None = None,

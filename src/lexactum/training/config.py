@@ -177,7 +177,7 @@ class TrainConfig:
         distribution = self.distribution()
         if self.batch_size % distribution.world_size:
             raise LexactumError(f"--batch-size {self.batch_size} is the global batch and must divide evenly among "
-                                f"the {distribution.world_size} processes ({distribution.describe()}): give a "
+                                f"the {distribution.world_size} processes (--devices x --num-nodes): give a "
                                 f"multiple of {distribution.world_size}")
         if distribution.is_distributed and self.run_dir is None and (
                 distribution.num_nodes > 1 or launcher_world_size() > 1):
