@@ -149,14 +149,15 @@ N_IMAGES, BATCH, EPOCHS = 160, 16, 2
 SPLIT = "0.5,0.25,0.25"
 
 
-def _lexactum(*argv, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    """``python -m lexactum ARGV`` as a user runs it; ``left_behind`` lists its processes still alive after."""
+def _lexactum(*argv, cwd: Path, timeout: float = 240, launcher: tuple = ()) -> subprocess.CompletedProcess:
+    """``python -m lexactum ARGV`` as a user runs it (or under ``python -m LAUNCHER... -m lexactum ARGV``);
+    ``left_behind`` lists its processes still alive after."""
     tag = uuid.uuid4().hex
     env = {**os.environ, TAG: tag, "LEXACTUM_NO_PROGRESS": "1", "MPLBACKEND": "Agg",
            "PYTHONPATH": os.pathsep.join([str(SRC), *filter(None, [os.environ.get("PYTHONPATH")])])}
     for name in LAUNCH_VARIABLES:
         env.pop(name, None)
-    proc = subprocess.run([sys.executable, "-m", "lexactum", *map(str, argv)], cwd=cwd, env=env,
+    proc = subprocess.run([sys.executable, *launcher, "-m", "lexactum", *map(str, argv)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
     proc.left_behind = _tagged_processes(tag)
     return proc
@@ -236,6 +237,21 @@ def test_two_processes_resume_their_run_with_rank_zero_holding_it(two_processes,
     assert len(runs.read_config(run_dir)["resumed"]) == 1
     checkpoint = torch.load(run_dir / runs.LAST_CHECKPOINT, map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == (EPOCHS + 1) * math.ceil(N_IMAGES // 2 / BATCH)
+
+
+@pytest.mark.slow
+def test_under_torchrun_the_processes_start_at_once_into_the_run_folder_given(toy, tmp_path):
+    """torchrun starts both processes itself, at once: rank 1 must not take the run that rank 0 is writing into
+    --run-dir for an earlier one, nor fail on its claim; and it trains the same run as Lightning's launcher."""
+    dataset, cache = toy
+    args = _train_args(dataset, cache, "--devices", 2, "--accelerator", "cpu", "--run-dir", tmp_path / "run",
+                       "--model-out", tmp_path / "model.safetensors")
+    proc = _lexactum(*args, cwd=tmp_path, launcher=("-m", "torch.distributed.run", "--standalone",
+                                                    "--nproc-per-node", "2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not proc.left_behind and proc.stdout.count("run folder:") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors", "run"]
+    assert len(runs.read_csv(tmp_path / "run" / runs.METRICS_CSV)) == EPOCHS
 
 
 @pytest.mark.slow
