@@ -7,7 +7,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -22,7 +21,7 @@ import lexactum
 from lexactum import runs
 from lexactum.data.loader import BatchSampler
 from lexactum.errors import LexactumError
-from lexactum.training import EpochMetricsCSV, LensFinderModule, TrainConfig
+from lexactum.training import EpochMetricsCSV, LensFinderModule, TrainConfig, epochs_done, load_checkpoint
 from lexactum.training.sharding import RankSlices, TrainingDataModule
 
 SRC = Path(lexactum.__file__).resolve().parents[1]
@@ -223,22 +222,6 @@ def test_two_processes_make_one_run_folder_one_model_and_leave_no_process(two_pr
     assert checkpoint["global_step"] == EPOCHS * math.ceil(N_IMAGES // 2 / BATCH)
 
 
-def test_two_processes_resume_their_run_with_rank_zero_holding_it(two_processes, toy, tmp_path):
-    """The processes Lightning starts run the command again, --resume included: they must neither claim
-    the run folder that rank 0 holds nor write in it."""
-    proc, cwd = two_processes
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run_dir = shutil.copytree(_run_folder(cwd), tmp_path / "run")  # the other tests keep theirs
-    resumed = _lexactum("train", "--resume", run_dir, "--epochs", EPOCHS + 1, "--devices", 2, "--accelerator",
-                        "cpu", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert not resumed.left_behind and resumed.stdout.count("run folder:") == 1
-    assert len(runs.read_csv(run_dir / runs.METRICS_CSV)) == EPOCHS + 1
-    assert len(runs.read_config(run_dir)["resumed"]) == 1
-    checkpoint = torch.load(run_dir / runs.LAST_CHECKPOINT, map_location="cpu", weights_only=True)
-    assert checkpoint["global_step"] == (EPOCHS + 1) * math.ceil(N_IMAGES // 2 / BATCH)
-
-
 @pytest.mark.slow
 def test_under_torchrun_the_processes_start_at_once_into_the_run_folder_given(toy, tmp_path):
     """torchrun starts both processes itself, at once: rank 1 must not take the run that rank 0 is writing into
@@ -326,8 +309,8 @@ def _gone(tag: str, grace: float = 10) -> list[str]:
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_a_two_process_run_stopped_on_rank_zero_leaves_no_process_and_one_line(how, toy, tmp_path):
     """A scheduler's SIGTERM reaches rank 0 (Lightning passes it on to the other process): one line, status
-    143, a resumable run. A kill -9 of rank 0 gives it no chance to stop the other process, which ends by
-    itself at once (it watches rank 0), without a traceback of its own."""
+    143, and a run that two processes resume. A kill -9 of rank 0 gives it no chance to stop the other
+    process, which ends by itself at once (it watches rank 0), without a traceback of its own."""
     import signal
 
     dataset, cache = toy
@@ -343,11 +326,22 @@ def test_a_two_process_run_stopped_on_rank_zero_leaves_no_process_and_one_line(h
     log = (tmp_path / "log").read_text()
     assert not left, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
-    if how == "SIGTERM":
-        assert status == 143 and log.count("lexactum train: terminated (SIGTERM)") == 1, log[-3000:]
-        assert f"--resume {run_dir}" in log
-    else:
+    if how == "SIGKILL":
         assert status == -signal.SIGKILL
+        return
+    assert status == 143 and log.count("lexactum train: terminated (SIGTERM)") == 1, log[-3000:]
+    assert f"--resume {run_dir}" in log
+    # The processes Lightning starts run the command again, --resume included: they must neither claim the
+    # run folder that rank 0 holds nor write in it.
+    done = epochs_done(load_checkpoint(run_dir / runs.LAST_CHECKPOINT))
+    resumed = _lexactum("train", "--resume", run_dir, "--epochs", done + 1, "--devices", 2, "--accelerator", "cpu",
+                        cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not resumed.left_behind and resumed.stdout.count("run folder:") == 1
+    assert [int(r["epoch"]) for r in runs.read_csv(run_dir / runs.METRICS_CSV)][-1] == done + 1
+    assert len(runs.read_config(run_dir)["resumed"]) == 1
+    checkpoint = load_checkpoint(run_dir / runs.LAST_CHECKPOINT)
+    assert checkpoint["global_step"] == (done + 1) * math.ceil(N_IMAGES // 2 / BATCH)
 
 
 def test_the_epochs_trained_are_those_of_the_last_checkpoint(tmp_path):
