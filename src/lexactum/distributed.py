@@ -18,7 +18,9 @@ from lexactum.errors import LexactumError
 
 ACCELERATORS = ("auto", "cpu", "gpu")
 #: Lightning's strategy names accepted by --strategy (``auto``: DDP when more than one process, else none).
-STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fsdp")
+#: Not FSDP: it shards the weights among the GPUs, for networks too large for one (ours are small), and
+#: rank 0 would then hold only its shard of the weights it writes to the model file.
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,9 @@ def add_distribution_arguments(parser) -> None:
                        help="processes per node, one per GPU (or N CPU processes with --accelerator cpu); "
                             "default 1")
     group.add_argument("--num-nodes", type=int, default=1, metavar="M",
-                       help="nodes (machines) taking part; under Slurm, srun starts the tasks (default 1)")
+                       help="nodes (machines) taking part; under Slurm, srun starts the tasks")
     group.add_argument("--strategy", choices=STRATEGIES, default="auto",
-                       help="Lightning strategy (default: ddp when devices x nodes > 1)")
+                       help="Lightning strategy; auto: ddp when devices x nodes > 1")
 
 
 def resolve_distribution(device="auto", accelerator: str | None = None, devices: int | None = None,
@@ -94,6 +96,17 @@ def resolve_distribution(device="auto", accelerator: str | None = None, devices:
     return _checked(Distribution(kind, count, num_nodes, strategy))
 
 
+def launcher_world_size() -> int:
+    """How many processes torchrun (``WORLD_SIZE`` beside ``RANK``) or srun (``SLURM_NTASKS`` beside
+    ``SLURM_PROCID``) started at once, this one among them; 1 where neither did (a plain command, whose
+    other processes Lightning itself starts from inside its fit)."""
+    if os.environ.get("RANK") is not None:
+        return int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if os.environ.get("SLURM_PROCID") is not None:
+        return int(os.environ.get("SLURM_NTASKS", "1") or 1)
+    return 1
+
+
 def _accelerator_kind(accelerator: str) -> str:
     import torch
 
@@ -107,17 +120,25 @@ def _accelerator_kind(accelerator: str) -> str:
 
 
 def _check_count(kind: str, count: int) -> None:
+    """More GPUs than this machine has, or more CPU processes than the cores it lets us use, are refused;
+    under srun or torchrun each process is given its own share of cores, so only the GPUs are counted."""
     import torch
 
     if kind == "cuda" and count > torch.cuda.device_count():
         raise LexactumError(f"--devices {count}: this machine has {torch.cuda.device_count()} GPU(s)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if kind == "cpu" and count > cores:
+    if kind == "cpu" and count > cores and launcher_world_size() == 1:
         raise LexactumError(f"--devices {count} CPU processes: this machine lets us use {cores} core(s)")
 
 
 def _checked(distribution: Distribution) -> Distribution:
-    """DDP when more than one process and no strategy was chosen; a strategy of many processes on one refused."""
+    """DDP when more than one process and no strategy was chosen (a strategy of many processes on one is
+    dropped); under srun or torchrun, as many processes as they started."""
+    started = launcher_world_size()
+    if started > 1 and started != distribution.world_size:
+        raise LexactumError(f"srun/torchrun started {started} processes, but --devices x --num-nodes make "
+                            f"{distribution.world_size}: give --devices (per node) and --num-nodes that multiply "
+                            f"to {started}")
     strategy = distribution.strategy
     if strategy == "auto" and distribution.is_distributed:
         strategy = "ddp"

@@ -13,6 +13,8 @@ EPILOG = """examples:
   lexactum train --dataset data/demo/space --epochs 3 --device cpu --no-augment --run-dir runs/quick
   lexactum train --resume runs/20260101-120000_space_lens_flow --epochs 20
         continue an interrupted (or finished) run from its last.ckpt, here up to 20 epochs
+  lexactum train --dataset ~/data/GroundBasedTraining --devices 4 --accelerator gpu --batch-size 256
+        4 GPUs of this machine (Lightning DDP), 64 images each per step; examples/slurm_train.sh: many nodes
 
 A run folder (runs/<time>_<survey>_<network>/ unless --run-dir) receives config.json, split.json,
 metrics.csv (one row per epoch), training_curves.png, last.ckpt and best.ckpt (by validation AUC), and the
@@ -24,6 +26,15 @@ without --overwrite: a taken default name becomes <name>-2.safetensors (said at 
 --device, --precision, --patience, --model-out, --cache-dir, --bootstrap and --overwrite may change;
 --epochs below the epochs already trained is refused, equal to them trains nothing but writes the model
 file and the evaluation again (the run's own earlier model file may be replaced).
+
+Many processes (--devices N, --num-nodes M; Lightning DDP, gloo on CPU, NCCL on GPU): --batch-size is the
+global batch, split evenly among the N x M processes (it must be a multiple of N x M), so a run sees the
+same batches on any number of processes. On one machine the command starts the other processes itself
+(running the same command line again) and tells them the run folder it chose. On several nodes, start it
+on each with srun (Slurm) or torchrun: there --run-dir DIR is required (e.g. runs/slurm-$SLURM_JOB_ID),
+as processes started apart cannot agree on a folder named from the time. Only global rank 0 writes the
+run folder, the model file and the evaluation, and prints; the other processes only train, and end with
+status 0. A resume may change these options too (the global batch stays the run's).
 """
 
 #: Defaults shown in --help; the options themselves default to "not given" so --resume can tell.
@@ -32,6 +43,7 @@ DEFAULTS = {"network": "lens_flow", "epochs": 10, "batch_size": 8, "split": "0.1
 
 
 def add_parser(subparsers, formatter_class) -> None:
+    from lexactum.distributed import add_distribution_arguments  # no torch either
     from lexactum.models.registry import BUILTIN_MODULES  # names only: no torch
 
     parser = subparsers.add_parser(
@@ -53,7 +65,8 @@ def add_parser(subparsers, formatter_class) -> None:
                         help="survey of the dataset (default: detected from its catalog and files)")
     parser.add_argument("--epochs", type=int, metavar="N", help=f"epochs (default: {DEFAULTS['epochs']})")
     parser.add_argument("--batch-size", type=int, metavar="N",
-                        help=f"images per batch (default: {DEFAULTS['batch_size']}, the seed's)")
+                        help=f"images per optimiser step, over all processes (the global batch; each of W "
+                             f"processes takes N/W) (default: {DEFAULTS['batch_size']}, the seed's)")
     parser.add_argument("--no-augment", dest="augment", action="store_false",
                         help="train without the seed's random flips, rotations, shifts, scalings and shears")
     parser.add_argument("--split", metavar="TRAIN,VAL,TEST",
@@ -86,6 +99,7 @@ def add_parser(subparsers, formatter_class) -> None:
                              "run: the count its run used)")
     parser.add_argument("--bootstrap", type=int, metavar="N",
                         help="bootstrap resamples for the test metrics' 95%% intervals (default: 1000; 0: none)")
+    add_distribution_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -108,12 +122,32 @@ def config_from_args(args):
 
 
 def run(args) -> int:
+    from lexactum.distributed import is_global_zero
     from lexactum.evaluation.evaluate import format_metrics_table
     from lexactum.training import train
 
+    if not is_global_zero():  # global rank 0 says all there is to say; the others only train
+        return _train_quietly(config_from_args(args))
     result = train(config_from_args(args))
     print(format_metrics_table(result.metrics))
     print(f"best validation AUC {result.best_val_auc:.4f} over {result.epochs_trained} epochs")
     print(f"run folder: {result.run_dir}")
     print(f"model file: {result.model_path}")
+    return 0
+
+
+def _train_quietly(config) -> int:
+    """A process other than global rank 0: it trains, with no warnings (rank 0 gives the same) and no line of
+    its own for an interruption (Lightning passes rank 0's SIGTERM on to it; rank 0 says it); its errors are
+    still said, being its own."""
+    import warnings
+
+    from lexactum import processes
+    from lexactum.training import train
+
+    warnings.filterwarnings("ignore")
+    try:
+        train(config)
+    except KeyboardInterrupt as exc:
+        return processes.interruption_line(exc)[1]
     return 0

@@ -11,8 +11,11 @@ a resume is checked whole (its checkpoint readable, no fewer epochs than trained
 touched, the model file is written right after training and only then is the test part scored, and no model
 file is replaced unless asked (``overwrite``) or unless it is the resumed run's own, which its metadata shows.
 
+Several processes (Lightning DDP: ``devices``, ``num_nodes``) train as one process would with the same
+global ``batch_size``: each trains on its slice of every batch, and global rank 0 alone writes the run.
+
 The package: :mod:`.module` (the LightningModule), :mod:`.trainer` (the Trainer, checkpoints), :mod:`.config`
-(the settings), :mod:`.run` (a whole run).
+(the settings), :mod:`.sharding` (each process's slice of the batches), :mod:`.run` (a whole run).
 """
 
 from __future__ import annotations

@@ -24,9 +24,13 @@ CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
 MAX_SEED = 2**32 - 1
 
 
+#: Where this launch runs (Lightning DDP): recorded, but never taken from a resumed run's config.json, whose
+#: machines may not be this one's; a resume may give any (the global batch, hence the training, is the same).
+LAUNCH_SETTINGS = ("accelerator", "devices", "num_nodes", "strategy")
+
 #: Settings a resumed run may change; the others must match the run's config.json.
 RESUMABLE_OVERRIDES = ("epochs", "device", "precision", "patience", "progress", "num_workers", "cache_dir",
-                       "bootstrap", "model_out", "threads", "overwrite")
+                       "bootstrap", "model_out", "threads", "overwrite", *LAUNCH_SETTINGS)
 
 
 def parse_split(text: str) -> tuple[float, ...]:
@@ -50,6 +54,8 @@ class TrainConfig:
     survey: str | None = None
     epochs: int = 10
     batch_size: int = 8
+    """The global batch: images per optimiser step over all processes; each of W processes takes
+    ``batch_size / W`` of every batch (so W must divide it)."""
     augment: bool = True
     split: tuple[float, float, float] | None = None
     """Train / validation / test fractions; default the seed's 19/1/80, or 95/5/0 with ``test_dataset``."""
@@ -81,6 +87,13 @@ class TrainConfig:
     bootstrap: int = 1000
     """Bootstrap resamples for the test metrics' intervals (0: none)."""
     progress: bool | None = None
+    accelerator: str | None = None
+    """``cpu``, ``gpu`` or ``auto`` with ``devices``; default: from ``device``."""
+    devices: int | None = None
+    """Processes per node (one per GPU); default 1."""
+    num_nodes: int = 1
+    strategy: str = "auto"
+    """Lightning's strategy; ``auto``: DDP when more than one process."""
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, **overrides) -> TrainConfig:
@@ -91,7 +104,7 @@ class TrainConfig:
         """
         saved = runs.read_config(run_dir)
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in saved.get("config", {}).items() if k in names}
+        values = {k: v for k, v in saved.get("config", {}).items() if k in names and k not in LAUNCH_SETTINGS}
         if "dataset" not in values:
             raise LexactumError(f"{Path(run_dir) / runs.CONFIG}: has no training configuration")
         for key, value in overrides.items():
@@ -123,8 +136,15 @@ class TrainConfig:
             raise LexactumError(f"split must be numbers (train, validation, test), got {self.split!r}") from None
         return values + (0.0,) if len(values) == 2 else values
 
-    def validate(self) -> None:
-        """A LexactumError naming the first bad setting."""
+    def distribution(self):
+        """Where the run trains: a :class:`lexactum.distributed.Distribution`, checked (one line for a device
+        count this machine cannot give)."""
+        from lexactum.distributed import resolve_distribution
+
+        return resolve_distribution(self.device, self.accelerator, self.devices, self.num_nodes, self.strategy)
+
+    def validate(self):
+        """A LexactumError naming the first bad setting; returns the checked :meth:`distribution`."""
         positive_whole(self.epochs, "epochs")
         positive_whole(self.batch_size, "batch_size")
         for name in ("patience", "threads"):  # None: not asked for
@@ -149,10 +169,21 @@ class TrainConfig:
         if self.test_dataset is not None and split[2] > 0:
             raise LexactumError(f"split {split!r} has a test part, but the test dataset is scored instead: "
                                 "give train,validation fractions only")
+        from lexactum.distributed import launcher_world_size
         from lexactum.models import list_models
 
         if self.network not in list_models():
             raise LexactumError(f"unknown network {self.network!r}: choose one of {', '.join(list_models())}")
+        distribution = self.distribution()
+        if self.batch_size % distribution.world_size:
+            raise LexactumError(f"--batch-size {self.batch_size} is the global batch and must divide evenly among "
+                                f"the {distribution.world_size} processes (--devices x --num-nodes): give a "
+                                f"multiple of {distribution.world_size}")
+        if distribution.is_distributed and self.run_dir is None and (
+                distribution.num_nodes > 1 or launcher_world_size() > 1):
+            raise LexactumError("--run-dir DIR is needed on several nodes or under srun/torchrun: their processes "
+                                "start apart and must agree on the run folder (e.g. --run-dir runs/$SLURM_JOB_ID)")
+        return distribution
 
     def record(self) -> dict:
         """The settings as JSON-friendly values (paths as strings, the split resolved)."""

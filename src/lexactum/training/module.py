@@ -45,6 +45,12 @@ class LensFinderModule(L.LightningModule):
 
     Training batches are augmented on the device after transfer (never validation or test batches), from a
     generator seeded by ``(seed, epoch)``. Each epoch logs ``train_loss``, ``val_loss`` and ``val_auc``.
+
+    Under DDP each process draws its augmentation and dropout from seeds that also depend on its rank
+    (rank 0's are those of a single process): with the same seeds, the processes' slices of a batch would
+    get the same random transforms and dropout masks, image for image. The logged values are averaged over
+    the processes: the training loss over the whole global batch; the validation values are the same on
+    every process, which each scores the whole validation part (see :mod:`.sharding`).
     """
 
     def __init__(self, network: str = "lens_flow", in_channels: int = 1, augment: bool = True, seed: int = 0,
@@ -76,21 +82,27 @@ class LensFinderModule(L.LightningModule):
         # Dropout draws from torch's global generator, which Lightning and the DataLoader also draw from in
         # an order that differs after a resume: seeding it per batch makes dropout depend on (seed, epoch,
         # batch) alone.
-        torch.manual_seed(derive_seed(self.hparams.seed, self.current_epoch, batch_idx))
+        torch.manual_seed(derive_seed(self.hparams.seed, *self._rank_keys(self.current_epoch, batch_idx)))
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels, indices = batch
         if self.augmenter.enabled and self._trainer is not None and self.trainer.training:
             if self._augment_generator is None or self._augment_generator.device != images.device:
                 self._augment_generator = torch.Generator(device=images.device)
-                self._augment_generator.manual_seed(derive_seed(self.hparams.seed, self.current_epoch, 1))
+                self._augment_generator.manual_seed(derive_seed(self.hparams.seed,
+                                                                *self._rank_keys(self.current_epoch, 1)))
             images = self.augmenter(images, generator=self._augment_generator)
         return images, labels, indices
+
+    def _rank_keys(self, *keys: int) -> tuple[int, ...]:
+        """Seed keys of this process: ``keys`` on rank 0 (a single process), with the rank added on the others."""
+        return keys if self.global_rank == 0 else (*keys, self.global_rank)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         images, labels, _ = batch
         loss = self.loss_fn(self.network(images).float(), labels.float())
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(labels),
+                 sync_dist=True)
         return loss
 
     def on_validation_epoch_start(self) -> None:
@@ -100,7 +112,7 @@ class LensFinderModule(L.LightningModule):
         images, labels, _ = batch
         logits = self.network(images).float()
         self.log("val_loss", self.loss_fn(logits, labels.float()), on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=len(labels))
+                 batch_size=len(labels), sync_dist=True)
         self._val_scores.append(torch.sigmoid(logits.detach().double()).cpu())  # float64: no ties at 1.0
         self._val_labels.append(labels.detach().cpu())
 
@@ -110,8 +122,8 @@ class LensFinderModule(L.LightningModule):
         scores = torch.cat(self._val_scores).double().numpy()
         labels = torch.cat(self._val_labels).round().long().numpy()
         self._val_scores, self._val_labels = [], []
-        value = validation_auc(labels, scores, warn=not self.trainer.sanity_checking)
-        self.log("val_auc", value, prog_bar=True)
+        value = validation_auc(labels, scores, warn=self.trainer.is_global_zero and not self.trainer.sanity_checking)
+        self.log("val_auc", value, prog_bar=True, sync_dist=True)
 
 
 def validation_auc(labels: np.ndarray, scores: np.ndarray, warn: bool = True) -> float:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 
 from lexactum import processes, runs
-from lexactum.devices import cpu_threads, lightning_device, resolve_precision
+from lexactum.devices import cpu_threads, idle_cpu_count, resolve_precision
+from lexactum.distributed import Distribution, is_global_zero
 from lexactum.errors import LexactumError
 from lexactum.training.config import TrainConfig
 from lexactum.training.module import LensFinderModule, quiet_warnings
@@ -44,61 +46,140 @@ class TrainResult:
     epochs_trained: int = 0
 
 
-def train(config: TrainConfig) -> TrainResult:
+#: What global rank 0 tells the processes Lightning starts inside its fit (they run the command line again,
+#: from the start, with these in their environment): the run folder it chose, and its pid, to end with it.
+RUN_DIR_VARIABLE = "LEXACTUM_RUN_DIR"
+RANK_ZERO_PID_VARIABLE = "LEXACTUM_RANK_ZERO_PID"
+
+
+def train(config: TrainConfig) -> TrainResult | None:
     """One whole run: dataset -> prepared cache -> split -> fit -> model file -> test evaluation, and the run
     folder recording all of it. Everything that can refuse the run (bad settings, a resume that cannot
     continue, an output that is taken or cannot be written, a test part that cannot be scored) fails with a
-    LexactumError before anything is written or trained."""
-    config.validate()
+    LexactumError before anything is written or trained.
+
+    On several processes (DDP, ``config.devices``/``num_nodes``) every process calls this; global rank 0
+    alone claims and writes the run folder, the model file and the evaluation, and returns the result. The
+    others only train, in the run folder rank 0 chose (``config.run_dir``, else the one it passes to the
+    processes Lightning starts), and return None."""
+    distribution = config.validate()
     if not config.resume:
-        return _train(config)
+        return _train(config, distribution)
     if config.run_dir is None:
         raise LexactumError("resume needs the run folder to continue (run_dir)")
     runs.read_config(config.run_dir)  # a folder that holds no run is refused before anything is made in it
+    if not is_global_zero():  # rank 0 holds the run for all of them
+        return _train(config, distribution)
     # Two processes continuing one run would write the same checkpoints and records: the second is refused
     # (the checks that follow read the run, so they come after the claim).
     with runs.claimed(config.run_dir, "is being trained"):
-        return _train(config)
+        return _train(config, distribution)
 
 
-def _train(config: TrainConfig) -> TrainResult:
+def _train(config: TrainConfig, distribution: Distribution) -> TrainResult | None:
     from lexactum.data import ChallengeDataset
     from lexactum.data.loader import split_indices
 
+    zero = is_global_zero()
+    if not zero:
+        _follow_rank_zero()
     split = config.resolved_split()
-    accelerator, _, torch_device = lightning_device(config.device)
-    precision = resolve_precision(config.precision, accelerator)
+    precision = resolve_precision(config.precision, distribution.accelerator)
     epochs_done, finished = _check_resume(config) if config.resume else (0, False)
-    if not config.resume and config.run_dir is not None:
+    if not config.resume and config.run_dir is not None and zero:
         runs.check_output_folder(Path(config.run_dir), "--run-dir")
     dataset = ChallengeDataset(config.dataset, survey=config.survey)
     test_dataset = ChallengeDataset(config.test_dataset, survey=dataset.survey) if config.test_dataset else None
     loader_split = split[:2] if test_dataset is not None else split
     split_indices(len(dataset), loader_split, config.seed)  # a dataset too small for the split fails here
-    model_path = _choose_model_path(config, dataset.survey.name, Path(config.run_dir) if config.resume else None)
+    model_path = None
+    if zero:
+        model_path = _choose_model_path(config, dataset.survey.name, Path(config.run_dir) if config.resume else None)
 
-    threads = cpu_threads(config.threads) if accelerator == "cpu" else contextlib.nullcontext()
+    threads = (cpu_threads(config.threads or _thread_share(distribution)) if distribution.accelerator == "cpu"
+               else contextlib.nullcontext())
     with quiet_warnings(), threads:
-        datamodule = _prepare_data(config, dataset, test_dataset, loader_split)
+        datamodule = _prepare_data(config, dataset, test_dataset, loader_split, zero)
         with contextlib.ExitStack() as claim:
-            run_dir = _start_run(config, datamodule, torch_device, precision, model_path, claim)
-            module = _fit(config, datamodule, run_dir, dataset.survey.n_bands, precision, epochs_done, finished)
-            return _finish_run(config, module, datamodule, run_dir, torch_device, model_path)
+            if zero:
+                run_dir = _start_run(config, datamodule, distribution, precision, model_path, claim)
+            else:
+                run_dir = _rank_zero_run_dir(config)
+            module = _fit(config, distribution, datamodule, run_dir, dataset.survey.n_bands, precision,
+                          epochs_done, finished)
+            if not zero:
+                return None
+            return _finish_run(config, module, datamodule, run_dir, _evaluation_device(distribution), model_path)
 
 
-def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split):
-    """The prepared, split data; a test part that cannot be scored is refused here, before any training."""
-    from lexactum.data.loader import ChallengeDataModule
+def _follow_rank_zero() -> None:
+    """On a process Lightning started from global rank 0: end as soon as rank 0 ends (a kill -9 of the command
+    gives rank 0 no chance to stop it, and it would wait for rank 0 in its next collective until a timeout)."""
+    pid = os.environ.get(RANK_ZERO_PID_VARIABLE)
+    if pid:
+        processes.die_with(int(pid))
+
+
+def _rank_zero_run_dir(config: TrainConfig) -> Path:
+    """The run folder of a process other than global rank 0: the one given to all, or the one rank 0 chose and
+    passed to the processes Lightning started (``TrainConfig.validate`` requires one under srun or torchrun,
+    which start every process at once, and on several nodes)."""
+    chosen = config.run_dir if config.run_dir is not None else os.environ.get(RUN_DIR_VARIABLE)
+    if not chosen:
+        raise LexactumError("this process is not global rank 0 and was not told the run folder: give --run-dir")
+    return Path(chosen)
+
+
+def _thread_share(distribution: Distribution) -> int:
+    """Torch CPU threads of each of the processes on this machine: the idle cores shared out (at least 1)."""
+    per_node = distribution.world_size // distribution.num_nodes
+    return max(1, idle_cpu_count() // per_node)
+
+
+def _evaluation_device(distribution: Distribution):
+    """Where rank 0 scores the test part after training: its own device (the first of those it trained on)."""
+    if distribution.accelerator != "cuda":
+        return torch.device("cpu")
+    devices = distribution.devices
+    return torch.device("cuda", devices[0] if isinstance(devices, list) else 0)
+
+
+@contextlib.contextmanager
+def _launch_environment(run_dir: Path, distribution: Distribution):
+    """During rank 0's fit, the variables the processes Lightning starts then inherit: the run folder, rank 0's
+    pid, and OMP_NUM_THREADS (which also keeps Lightning from resetting the threads chosen here)."""
+    if not distribution.is_distributed or not is_global_zero():
+        yield
+        return
+    values = {RUN_DIR_VARIABLE: str(Path(run_dir).absolute()), RANK_ZERO_PID_VARIABLE: str(os.getpid()),
+              "OMP_NUM_THREADS": str(torch.get_num_threads())}
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split, zero: bool = True):
+    """The prepared, split data; a test part that cannot be scored is refused here, before any training.
+    Only global rank 0 (``zero``) shows the preparation's progress and warnings."""
     from lexactum.evaluation.metrics import check_both_classes
+    from lexactum.training.sharding import TrainingDataModule
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    datamodule = ChallengeDataModule(
+    datamodule = TrainingDataModule(
         dataset, batch_size=config.batch_size, split=loader_split, seed=config.seed, test_dataset=test_dataset,
         num_workers=config.num_workers, normalisation=config.normalisation, cache_dir=config.cache_dir,
-        progress=_show_progress(config.progress),
+        progress=zero and _show_progress(config.progress),
     )
     datamodule.setup("fit")
-    _check_not_blank(datamodule.prepared, datamodule.train_indices)
+    if zero:
+        _check_not_blank(datamodule.prepared, datamodule.train_indices)
     labels = np.asarray(datamodule.prepared_test.labels)[datamodule.test_indices]
     where = (f"test dataset {test_dataset.path}" if test_dataset is not None
              else f"the test part of {dataset.path} (split {tuple(loader_split)}, seed {config.seed})")
@@ -124,7 +205,7 @@ def _check_not_blank(prepared, train_indices) -> None:
     print(f"warning: {note}", file=sys.stderr, flush=True)
 
 
-def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, model_path: Path,
+def _start_run(config: TrainConfig, datamodule, distribution: Distribution, precision: str, model_path: Path,
                claim: contextlib.ExitStack) -> Path:
     """Create (or, when resuming, check) the run folder, then write its records: config.json, split.json.
 
@@ -151,8 +232,9 @@ def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, mo
     record = config.record()
     record.update(survey=dataset.survey.name, dataset=str(dataset.path), test_dataset=test_path,
                   run_dir=str(run_dir))
-    resolved = {"config": record, "device": str(torch_device), "precision": precision,
-                "torch_threads": torch.get_num_threads(), "n_images": len(dataset), "model_file": str(model_path),
+    resolved = {"config": record, "device": str(_evaluation_device(distribution)), "precision": precision,
+                "processes": distribution.world_size, "torch_threads": torch.get_num_threads(),
+                "n_images": len(dataset), "model_file": str(model_path),
                 "resumed": []}
     if config.resume:
         previous = runs.read_config(run_dir)
@@ -164,26 +246,29 @@ def _start_run(config: TrainConfig, datamodule, torch_device, precision: str, mo
     return run_dir
 
 
-def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision: str,
-         epochs_done: int = 0, finished: bool = False) -> LensFinderModule:
+def _fit(config: TrainConfig, distribution: Distribution, datamodule, run_dir: Path, n_bands: int,
+         precision: str, epochs_done: int = 0, finished: bool = False) -> LensFinderModule | None:
     """Train (from last.ckpt when resuming); with early stopping, end with the best epoch's weights.
 
     A resumed run that has already trained ``config.epochs`` epochs, or ``finished`` (stopped early), trains
     nothing: its checkpoints are finished instead (model file, test evaluation), e.g. after a failure once
-    training was done.
+    training was done. Processes other than global rank 0 return None once trained.
     """
+    zero = is_global_zero()
     module = LensFinderModule(config.network, n_bands, augment=config.augment, seed=config.seed)
     last = run_dir / runs.LAST_CHECKPOINT
     if config.resume and (finished or epochs_done >= config.epochs):
+        if not zero:
+            return None
         how = "stopped early after" if epochs_done < config.epochs else "already trained"
         print(f"{run_dir}: {how} {_epochs(epochs_done)}, nothing to train; writing the model file "
               f"and the test evaluation from its checkpoints", flush=True)
         module.load_state_dict(load_checkpoint(last)["state_dict"])
         module.epochs_trained = epochs_done
     else:
-        with _torch_flags_restored():
-            trainer = build_trainer(run_dir, config.epochs, device=config.device, precision=precision,
-                                    patience=config.patience, progress=config.progress)
+        with _torch_flags_restored(), _launch_environment(run_dir, distribution):
+            trainer = build_trainer(run_dir, config.epochs, precision=precision, patience=config.patience,
+                                    progress=config.progress, distribution=distribution)
             try:
                 trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None,
                             weights_only=True)
@@ -194,11 +279,21 @@ def _fit(config: TrainConfig, datamodule, run_dir: Path, n_bands: int, precision
                 # takes for a Ctrl-C (status 1): the exception it was handling tells them apart.
                 sigterm = trainer.received_sigterm or isinstance(stop.__context__, processes.Terminated)
                 raise processes.interruption(sigterm, _resume_hint(run_dir)) from None
-        module.epochs_trained = int(trainer.current_epoch)
+        if not zero:
+            return None
+        module.epochs_trained = _epochs_trained(trainer, last)
     best = run_dir / runs.BEST_CHECKPOINT
     if config.patience is not None and best.is_file():
         module.load_state_dict(load_checkpoint(best)["state_dict"])
     return module
+
+
+def _epochs_trained(trainer, last: Path) -> int:
+    """The epochs trained, as the last checkpoint counts them: with ``--strategy ddp_spawn`` the training ran in
+    other processes, and the count of this process's Trainer stayed 0."""
+    from lexactum.training.trainer import epochs_done
+
+    return epochs_done(load_checkpoint(last)) if last.is_file() else int(trainer.current_epoch)
 
 
 def _finish_run(config: TrainConfig, module: LensFinderModule, datamodule, run_dir: Path, torch_device,

@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lexactum import runs
-from lexactum.devices import lightning_device, resolve_precision
+from lexactum.devices import resolve_precision
 from lexactum.errors import LexactumError
 
 
@@ -35,7 +35,7 @@ class EpochMetricsCSV(Callback):
         self._started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:  # the values are the same on every process
             return
         epoch = trainer.current_epoch + 1
         metrics = trainer.callback_metrics
@@ -102,16 +102,26 @@ class GivenPatience(EarlyStopping):
 
 def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto", precision: str | None = None,
                   patience: int | None = None, progress: bool | None = True, deterministic: bool | str | None = None,
-                  callbacks: list[Callback] | tuple = (), **trainer_kwargs) -> L.Trainer:
+                  callbacks: list[Callback] | tuple = (), distribution=None, **trainer_kwargs) -> L.Trainer:
     """The Trainer of a run: checkpoints (``last.ckpt`` every epoch, ``best.ckpt`` by validation AUC),
     optional early stopping on validation AUC after ``patience`` epochs without improvement, one
     ``metrics.csv`` row per epoch, a progress bar, and deterministic algorithms where the device has them.
 
+    It runs where ``distribution`` (a :class:`lexactum.distributed.Distribution`) says, default the one
+    ``device``. With several processes (DDP) only global rank 0 writes the checkpoints and metrics.csv
+    (Lightning's checkpoint callbacks take rank 0's folder), each process trains on its slice of every batch
+    (:mod:`.sharding`: Lightning's sampler is not used), and on GPUs batch normalisation is computed over the
+    whole global batch, as on one process.
+
     ``deterministic=None`` means True on CPU and ``"warn"`` on GPU (a few CUDA backward kernels have no
     deterministic version). ``progress=None`` shows the bar unless ``LEXACTUM_NO_PROGRESS`` is set.
     """
+    from lexactum.distributed import resolve_distribution
+
     run_dir = Path(run_dir)
-    accelerator, devices, _ = lightning_device(device)
+    if distribution is None:
+        distribution = resolve_distribution(device)
+    accelerator = distribution.accelerator
     precision = resolve_precision(precision, accelerator)
     progress = _show_progress(progress)
     if deterministic is None:
@@ -131,8 +141,9 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
         all_callbacks.append(TQDMProgressBar())
     all_callbacks.extend(callbacks)
     options = dict(
-        default_root_dir=run_dir, max_epochs=epochs, accelerator=accelerator, devices=devices,
-        precision=precision, deterministic=deterministic, logger=False, callbacks=all_callbacks,
+        default_root_dir=run_dir, max_epochs=epochs, **distribution.trainer_kwargs(), use_distributed_sampler=False,
+        sync_batchnorm=distribution.is_distributed and accelerator == "cuda", precision=precision,
+        deterministic=deterministic, logger=False, callbacks=all_callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=bool(progress), enable_model_summary=bool(progress), num_sanity_val_steps=0,
     )
@@ -141,7 +152,7 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
     try:
         return L.Trainer(**options)
     except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
-        raise LexactumError(f"cannot train with device {device!r} and precision {precision!r}: {exc}") from None
+        raise LexactumError(f"cannot train on {distribution.describe()} with precision {precision!r}: {exc}") from None
 
 
 def _hide_lightning_advertising() -> None:
