@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "predict",
+    "grades",
     "features",
     "models",
     "convert",
