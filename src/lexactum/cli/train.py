@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from lexactum.grades import LENS_MIN_GRADE  # no numpy: --help stays fast
+
 EPILOG = """examples:
   lexactum train --dataset ~/data/SpaceBasedTest --network lens_flow --epochs 10
         the seed's protocol: 19% train, 1% validation, scored on the other 80%
@@ -15,6 +17,8 @@ EPILOG = """examples:
         continue an interrupted (or finished) run from its last.ckpt, here up to 20 epochs
   lexactum train --dataset ~/data/GroundBasedTraining --devices 4 --accelerator gpu --batch-size 256
         4 GPUs of this machine (Lightning DDP), 64 images each per step; examples/slurm_train.sh: many nodes
+  lexactum train --dataset ~/data/SpaceBasedTraining --extra-labels merged.csv --extra-dataset survey.h5
+        also learn from graded candidates (lexactum grades): grade >= 2 lens, 0 non-lens, 1 left out
 
 A run folder (runs/<time>_<survey>_<network>/ unless --run-dir) receives config.json, split.json,
 metrics.csv (one row per epoch), training_curves.png, last.ckpt and best.ckpt (by validation AUC), and the
@@ -35,11 +39,20 @@ on each with srun (Slurm) or torchrun: there --run-dir DIR is required (e.g. run
 as processes started apart cannot agree on a folder named from the time. Only global rank 0 writes the
 run folder, the model file and the evaluation, and prints; the other processes only train, and end with
 status 0. A resume may change these options too (the global batch stays the run's).
+
+Extra labels (--extra-labels FILE --extra-dataset PATH): FILE is a merged table of 'lexactum grades' (its
+mean_grade) or one export of the report page (the mean of its graders' last grades). Objects with a mean
+grade >= --extra-min-grade become lenses, below 0.5 (no SuGOHI class) non-lenses; the others are left out.
+Their images are read from PATH (a challenge folder, FITS cutouts, a prepared dataset, an HDF5 or .npy cube),
+normalised as the run's, and added to the training part only: validation and test stay the dataset's, so
+the metrics compare with a run without extras. Refused before anything is written: graded IDs not in PATH,
+PATH of the other survey, no lens or non-lens among the grades, a graded ID in the validation or test part
+(leakage). config.json and split.json record them; a resume checks it learns from the same ones.
 """
 
 #: Defaults shown in --help; the options themselves default to "not given" so --resume can tell.
 DEFAULTS = {"network": "lens_flow", "epochs": 10, "batch_size": 8, "split": "0.19,0.01,0.80", "seed": 0,
-            "device": "auto", "normalisation": "zscale"}
+            "device": "auto", "normalisation": "zscale", "extra_min_grade": LENS_MIN_GRADE}
 
 
 def add_parser(subparsers, formatter_class) -> None:
@@ -99,6 +112,14 @@ def add_parser(subparsers, formatter_class) -> None:
                              "run: the count its run used)")
     parser.add_argument("--bootstrap", type=int, metavar="N",
                         help="bootstrap resamples for the test metrics' 95%% intervals (default: 1000; 0: none)")
+    parser.add_argument("--extra-labels", metavar="FILE",
+                        help="graded objects to learn from as well: a merged table of 'lexactum grades' or one "
+                             "export of the report page (needs --extra-dataset)")
+    parser.add_argument("--extra-dataset", metavar="PATH",
+                        help="where the graded objects' images are: any input 'lexactum predict' reads")
+    parser.add_argument("--extra-min-grade", type=float, metavar="G",
+                        help=f"mean grade from which a graded object is a lens (default: "
+                             f"{DEFAULTS['extra_min_grade']:g}; below 0.5: non-lens; between: left out)")
     add_distribution_arguments(parser)
     parser.set_defaults(func=run)
 

@@ -31,19 +31,28 @@ class BatchDataset(Dataset):
     Images and labels are float32, indices int64.
 
     Indices are positions in the prepared data; they come back sorted. Pickles without the image data
-    (worker processes reopen the memory map).
+    (worker processes reopen the memory map). ``extra`` (images ``(M, C, H, W)`` in memory, labels ``(M,)``)
+    adds M examples after the prepared data's: positions ``len(prepared) + k``.
     """
 
-    def __init__(self, prepared: PreparedData):
+    def __init__(self, prepared: PreparedData, extra: tuple[np.ndarray, np.ndarray] | None = None):
         self.images = prepared.images
-        self.labels = np.asarray(prepared.labels, dtype=np.float32)
+        self.n_prepared = len(prepared.labels)
+        self.extra_images = None if extra is None else extra[0]
+        labels = [prepared.labels] if extra is None else [prepared.labels, extra[1]]
+        self.labels = np.concatenate(labels).astype(np.float32)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         indices = np.sort(np.asarray(batch, dtype=np.int64))
-        images = np.ascontiguousarray(self.images[indices])
+        if self.extra_images is None or not len(indices) or indices[-1] < self.n_prepared:
+            images = np.ascontiguousarray(self.images[indices])
+        else:
+            cut = int(np.searchsorted(indices, self.n_prepared))
+            images = np.concatenate([self.images[indices[:cut]],
+                                     self.extra_images[indices[cut:] - self.n_prepared]])
         return torch.from_numpy(images), torch.from_numpy(self.labels[indices]), torch.from_numpy(indices)
 
     def __getstate__(self):
@@ -94,8 +103,9 @@ class BatchSampler(Sampler):
 
 def make_loader(prepared: PreparedData, indices: Sequence[int] | None = None, batch_size: int = 8,
                 shuffle: bool = False, seed: int = 0, num_workers: int | None = None,
-                pin_memory: bool | None = None) -> DataLoader:
-    """A DataLoader of whole batches over ``indices`` (default: all) of ``prepared``.
+                pin_memory: bool | None = None, extra: tuple[np.ndarray, np.ndarray] | None = None) -> DataLoader:
+    """A DataLoader of whole batches over ``indices`` (default: all) of ``prepared`` (and ``extra``: see
+    :class:`BatchDataset`).
 
     ``num_workers`` and ``pin_memory`` default to background workers and pinned memory when a GPU is
     present, and to the main process alone otherwise (reading the memory map is faster than handing
@@ -109,9 +119,9 @@ def make_loader(prepared: PreparedData, indices: Sequence[int] | None = None, ba
     if pin_memory is None:
         pin_memory = on_gpu
     sampler = BatchSampler(indices, batch_size, shuffle=shuffle, seed=seed)
-    extra = {"persistent_workers": True, "prefetch_factor": 4} if num_workers > 0 else {}
-    return DataLoader(BatchDataset(prepared), sampler=sampler, batch_size=None, num_workers=num_workers,
-                      pin_memory=pin_memory, **extra)
+    workers = {"persistent_workers": True, "prefetch_factor": 4} if num_workers > 0 else {}
+    return DataLoader(BatchDataset(prepared, extra), sampler=sampler, batch_size=None, num_workers=num_workers,
+                      pin_memory=pin_memory, **workers)
 
 
 def split_indices(n: int, fractions: Sequence[float] = SEED_SPLIT, seed: int = 0,
@@ -166,7 +176,7 @@ class ChallengeDataModule(pl.LightningDataModule):
     for a training set split train/val and a separate test set scored whole (the challenge's protocol).
 
     Datasets are prepared (cached) on ``setup``; ``train_ids``/``val_ids``/``test_ids`` say which objects
-    went where.
+    went where. :meth:`add_extra` adds examples to the training part only.
     """
 
     def __init__(self, dataset: ChallengeDataset | PreparedData, batch_size: int = 8,
@@ -191,6 +201,8 @@ class ChallengeDataModule(pl.LightningDataModule):
         self.prepared: PreparedData | None = None
         self.prepared_test: PreparedData | None = None
         self.train_indices = self.val_indices = self.test_indices = None
+        self.extra_examples: tuple[np.ndarray, np.ndarray] | None = None
+        self.extra_record: dict | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.prepared is not None:
@@ -203,6 +215,20 @@ class ChallengeDataModule(pl.LightningDataModule):
         else:
             self.prepared_test = self._prepare(self.test_dataset)
             self.test_indices = np.arange(len(self.prepared_test))
+
+    def add_extra(self, images: np.ndarray, labels, record: dict | None = None) -> None:
+        """Examples (normalised images ``(M, C, H, W)``, labels 1/0) the training loader serves besides the
+        training part, never the validation or test loaders; ``record`` says what they are, for the run."""
+        self.setup()
+        labels = np.asarray(labels, dtype=np.int64)
+        if images.shape[1:] != self.prepared.images.shape[1:] or len(images) != len(labels):
+            raise ValueError(f"extra images {images.shape} with {len(labels)} labels do not fit the prepared "
+                             f"data's {self.prepared.images.shape[1:]}")
+        self.extra_examples, self.extra_record = (np.ascontiguousarray(images, dtype=np.float32), labels), record
+
+    @property
+    def n_extra(self) -> int:
+        return 0 if self.extra_examples is None else len(self.extra_examples[1])
 
     def _prepare(self, dataset) -> PreparedData:
         if isinstance(dataset, PreparedData):
@@ -227,8 +253,11 @@ class ChallengeDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
-        return make_loader(self.prepared, self.train_indices, self.batch_size, shuffle=True, seed=self.seed,
-                           num_workers=self.num_workers)
+        indices = self.train_indices
+        if self.extra_examples is not None:  # after the prepared data's positions
+            indices = np.concatenate([indices, len(self.prepared) + np.arange(self.n_extra)])
+        return make_loader(self.prepared, indices, self.batch_size, shuffle=True, seed=self.seed,
+                           num_workers=self.num_workers, extra=self.extra_examples)
 
     def val_dataloader(self) -> DataLoader:
         self.setup()

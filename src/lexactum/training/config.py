@@ -15,6 +15,7 @@ from lexactum import runs
 from lexactum.checks import positive_whole
 from lexactum.data.loader import SEED_SPLIT  # the seed's split of one dataset: 19% / 1% / 80%
 from lexactum.errors import LexactumError
+from lexactum.grades import LENS_MIN_GRADE, NON_LENS_BELOW, TOP_GRADE
 
 #: With a separate test dataset (the challenge's protocol) the training set is split train / validation.
 CHALLENGE_SPLIT = (0.95, 0.05, 0.0)
@@ -94,6 +95,12 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     """Lightning's strategy; ``auto``: DDP when more than one process."""
+    extra_labels: str | os.PathLike | None = None
+    """Grades (a merged table of ``lexactum grades`` or a grader's export) of objects in ``extra_dataset``:
+    added to the training part as lenses (mean grade >= ``extra_min_grade``) and non-lenses (below 0.5)."""
+    extra_dataset: str | os.PathLike | None = None
+    """Where the graded objects' images are: any input ``lexactum predict`` reads."""
+    extra_min_grade: float = LENS_MIN_GRADE
 
     @classmethod
     def from_run(cls, run_dir: str | os.PathLike, **overrides) -> TrainConfig:
@@ -174,6 +181,7 @@ class TrainConfig:
 
         if self.network not in list_models():
             raise LexactumError(f"unknown network {self.network!r}: choose one of {', '.join(list_models())}")
+        self._validate_extras()
         distribution = self.distribution()
         if self.batch_size % distribution.world_size:
             raise LexactumError(f"--batch-size {self.batch_size} is the global batch and must divide evenly among "
@@ -184,6 +192,18 @@ class TrainConfig:
             raise LexactumError("--run-dir DIR is needed on several nodes or under srun/torchrun: their processes "
                                 "start apart and must agree on the run folder (e.g. --run-dir runs/$SLURM_JOB_ID)")
         return distribution
+
+    def _validate_extras(self) -> None:
+        if (self.extra_labels is None) != (self.extra_dataset is None):
+            given, needed = (
+                ("--extra-labels", "--extra-dataset PATH (where the graded objects' images are)")
+                if self.extra_dataset is None else ("--extra-dataset", "--extra-labels FILE (their grades)"))
+            raise LexactumError(f"{given} needs {needed}")
+        grade = self.extra_min_grade
+        if isinstance(grade, bool) or not isinstance(grade, (int, float, np.number)) \
+                or not NON_LENS_BELOW <= float(grade) <= TOP_GRADE:
+            raise LexactumError(f"--extra-min-grade must be a number from {NON_LENS_BELOW:g} to {TOP_GRADE}, "
+                                f"got {grade!r}")
 
     def record(self) -> dict:
         """The settings as JSON-friendly values (paths as strings, the split resolved)."""
@@ -200,7 +220,7 @@ def _same_setting(key: str, given, saved) -> bool:
     """Whether a setting given for a resumed run equals the run's saved one (paths resolved, splits padded)."""
     if given is None or saved is None:
         return given is None and saved is None
-    if key in ("dataset", "test_dataset", "runs_root", "models_dir"):
+    if key in ("dataset", "test_dataset", "runs_root", "models_dir", "extra_labels", "extra_dataset"):
         return Path(given).expanduser().resolve() == Path(saved).expanduser().resolve()
     if key == "split":
         given, saved = (list(map(float, v)) + [0.0] * (3 - len(v)) for v in (given, saved))

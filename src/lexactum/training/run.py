@@ -21,6 +21,7 @@ from lexactum.devices import cpu_threads, idle_cpu_count, resolve_precision
 from lexactum.distributed import Distribution, is_global_zero
 from lexactum.errors import LexactumError
 from lexactum.training.config import TrainConfig
+from lexactum.training.extras import check_no_leakage, check_same_extras, extra_images, plan_extras
 from lexactum.training.module import LensFinderModule, quiet_warnings
 from lexactum.training.trainer import (
     _epochs,
@@ -92,6 +93,9 @@ def _train(config: TrainConfig, distribution: Distribution) -> TrainResult | Non
     test_dataset = ChallengeDataset(config.test_dataset, survey=dataset.survey) if config.test_dataset else None
     loader_split = split[:2] if test_dataset is not None else split
     split_indices(len(dataset), loader_split, config.seed)  # a dataset too small for the split fails here
+    extras = plan_extras(config, dataset.survey)  # bad grades, IDs not in their dataset: before long work
+    if config.resume:
+        check_same_extras(Path(config.run_dir), extras)
     model_path = None
     if zero:
         model_path = _choose_model_path(config, dataset.survey.name, Path(config.run_dir) if config.resume else None)
@@ -99,7 +103,7 @@ def _train(config: TrainConfig, distribution: Distribution) -> TrainResult | Non
     threads = (cpu_threads(config.threads or _thread_share(distribution)) if distribution.accelerator == "cpu"
                else contextlib.nullcontext())
     with quiet_warnings(), threads:
-        datamodule = _prepare_data(config, dataset, test_dataset, loader_split, zero)
+        datamodule = _prepare_data(config, dataset, test_dataset, loader_split, zero, extras)
         with contextlib.ExitStack() as claim:
             if zero:
                 run_dir = _start_run(config, datamodule, distribution, precision, model_path, claim)
@@ -165,8 +169,9 @@ def _launch_environment(run_dir: Path, distribution: Distribution):
                 os.environ[name] = value
 
 
-def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split, zero: bool = True):
-    """The prepared, split data; a test part that cannot be scored is refused here, before any training.
+def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split, zero: bool = True, extras=None):
+    """The prepared, split data, with the ``extras`` (graded objects) in the training part; a test part that
+    cannot be scored, or extras in the validation or test part, are refused here, before any training.
     Only global rank 0 (``zero``) shows the preparation's progress and warnings."""
     from lexactum.evaluation.metrics import check_both_classes
     from lexactum.training.sharding import TrainingDataModule
@@ -191,6 +196,9 @@ def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split, zero
     except LexactumError as exc:
         fix = "choose a test dataset with both" if test_dataset is not None else "change the split or the seed"
         raise LexactumError(f"{where} cannot be scored: {exc}; {fix}") from exc
+    if extras is not None:
+        check_no_leakage(extras, datamodule)
+        datamodule.add_extra(extra_images(extras, config.normalisation), extras.labels, extras.record())
     return datamodule
 
 
@@ -235,15 +243,22 @@ def _start_run(config: TrainConfig, datamodule, distribution: Distribution, prec
     resolved = {"config": record, "device": str(_evaluation_device(distribution)), "precision": precision,
                 "processes": distribution.world_size, "torch_threads": torch.get_num_threads(),
                 "n_images": len(dataset), "model_file": str(model_path),
-                "resumed": []}
+                "extra": _extra_summary(datamodule), "resumed": []}
     if config.resume:
         previous = runs.read_config(run_dir)
         resolved["created"] = previous.get("created")
         resolved["resumed"] = [*previous.get("resumed", []), datetime.now(UTC).isoformat(timespec="seconds")]
     runs.write_config(run_dir, resolved)
+    extra = {} if datamodule.extra_record is None else {"extra": datamodule.extra_record}
     runs.write_split(run_dir, parts, labels, fractions=list(config.resolved_split()), seed=config.seed,
-                     dataset=str(dataset.path), test_dataset=test_path)
+                     dataset=str(dataset.path), test_dataset=test_path, **extra)
     return run_dir
+
+
+def _extra_summary(datamodule) -> dict | None:
+    """The extra examples in a line of config.json (their IDs are in split.json), or None."""
+    record = datamodule.extra_record
+    return None if record is None else {k: v for k, v in record.items() if k not in ("ids", "labels")}
 
 
 def _fit(config: TrainConfig, distribution: Distribution, datamodule, run_dir: Path, n_bands: int,
@@ -330,7 +345,7 @@ def _model_metadata(config: TrainConfig, module: LensFinderModule, datamodule, r
                   "n_test": len(datamodule.test_indices)},
         "dataset": str(datamodule.prepared.dataset_path), "run_dir": str(run_dir),
         "test_dataset": str(datamodule.prepared_test.dataset_path) if config.test_dataset else None,
-        "best_val_auc": _json_float(best_auc),
+        "best_val_auc": _json_float(best_auc), "extra": _extra_summary(datamodule),
     }
 
 
