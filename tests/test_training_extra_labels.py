@@ -174,3 +174,30 @@ def test_bad_extra_labels_are_one_line_and_nothing_is_written(make_dataset, tmp_
     import re
     assert re.search(message, err.strip().removeprefix("lexactum train: error: ")), err
     assert not (tmp_path / "run").exists() and not (tmp_path / "model.safetensors").exists()
+
+
+def test_a_npy_cube_with_its_ids_file_and_a_merged_table_plan_the_extras(tmp_path):
+    from lexactum.data.surveys import get_survey
+    from lexactum.errors import LexactumError
+    from lexactum.training import TrainConfig
+    from lexactum.training.extras import plan_extras
+
+    images = toy_images("space", 4, np.zeros(4), np.random.default_rng(0))
+    np.save(tmp_path / "cube.npy", images)
+    (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in EXTRA_IDS[:4]))
+    table = tmp_path / "merged.csv"
+    table.write_text("ID,mean_grade,n_graders,class,spread\n900003,2.500,2,A,1\n900001,1.000,2,C,2\n"
+                     "900000,0.000,1,,0\n")
+
+    def plan(**settings):
+        config = TrainConfig(dataset=tmp_path, extra_labels=table, extra_dataset=tmp_path / "cube.npy", **settings)
+        config.validate()
+        return plan_extras(config, get_survey("space"))
+
+    extras = plan(extra_ids=tmp_path / "ids.txt")
+    assert (extras.ids, extras.labels.tolist(), extras.rows.tolist()) == ([900003, 900000], [1, 0], [3, 0])
+    assert extras.record()["n_left_out"] == 1
+    assert plan(extra_ids=tmp_path / "ids.txt", extra_min_grade=1).labels.tolist() == [1, 1, 0]
+    with pytest.raises(LexactumError, match=r"merged.csv line 2: ID 900003 is not in --extra-dataset .*cube.npy "
+                                            r"\(2 more graded IDs are not there either\)"):
+        plan()  # without the IDs file the cube's IDs are its row numbers

@@ -117,6 +117,9 @@ def add_parser(subparsers, formatter_class) -> None:
                              "export of the report page (needs --extra-dataset)")
     parser.add_argument("--extra-dataset", metavar="PATH",
                         help="where the graded objects' images are: any input 'lexactum predict' reads")
+    parser.add_argument("--extra-ids", metavar="FILE",
+                        help="IDs of an --extra-dataset .npy cube (as 'lexactum predict --ids'; default: the "
+                             "row numbers)")
     parser.add_argument("--extra-min-grade", type=float, metavar="G",
                         help=f"mean grade from which a graded object is a lens (default: "
                              f"{DEFAULTS['extra_min_grade']:g}; below 0.5: non-lens; between: left out)")

@@ -100,6 +100,8 @@ class TrainConfig:
     added to the training part as lenses (mean grade >= ``extra_min_grade``) and non-lenses (below 0.5)."""
     extra_dataset: str | os.PathLike | None = None
     """Where the graded objects' images are: any input ``lexactum predict`` reads."""
+    extra_ids: str | os.PathLike | None = None
+    """The IDs of an ``extra_dataset`` that is a .npy cube (or an HDF5 one without them), as ``predict --ids``."""
     extra_min_grade: float = LENS_MIN_GRADE
 
     @classmethod
@@ -199,6 +201,8 @@ class TrainConfig:
                 ("--extra-labels", "--extra-dataset PATH (where the graded objects' images are)")
                 if self.extra_dataset is None else ("--extra-dataset", "--extra-labels FILE (their grades)"))
             raise LexactumError(f"{given} needs {needed}")
+        if self.extra_ids is not None and self.extra_dataset is None:
+            raise LexactumError("--extra-ids gives the IDs of an --extra-dataset cube: give --extra-dataset too")
         grade = self.extra_min_grade
         if isinstance(grade, bool) or not isinstance(grade, (int, float, np.number)) \
                 or not NON_LENS_BELOW <= float(grade) <= TOP_GRADE:
@@ -220,7 +224,8 @@ def _same_setting(key: str, given, saved) -> bool:
     """Whether a setting given for a resumed run equals the run's saved one (paths resolved, splits padded)."""
     if given is None or saved is None:
         return given is None and saved is None
-    if key in ("dataset", "test_dataset", "runs_root", "models_dir", "extra_labels", "extra_dataset"):
+    if key in ("dataset", "test_dataset", "runs_root", "models_dir", "extra_labels", "extra_dataset",
+               "extra_ids"):
         return Path(given).expanduser().resolve() == Path(saved).expanduser().resolve()
     if key == "split":
         given, saved = (list(map(float, v)) + [0.0] * (3 - len(v)) for v in (given, saved))

@@ -43,7 +43,7 @@ class ExtraExamples:
     def record(self) -> dict:
         """What split.json and config.json keep of them (a resume must find the same)."""
         n_lenses = int(self.labels.sum())
-        return {"labels_file": str(self.labels_file), "dataset": str(self.source.path),
+        return {"labels_file": str(self.labels_file.resolve()), "dataset": str(self.source.path),
                 "min_grade": self.min_grade, "n": len(self.ids), "n_lenses": n_lenses,
                 "n_non_lenses": len(self.ids) - n_lenses, "n_left_out": self.n_graded - len(self.ids),
                 "ids": list(self.ids), "labels": [int(v) for v in self.labels]}
@@ -59,7 +59,7 @@ def plan_extras(config, survey) -> ExtraExamples | None:
 
     labels_file, min_grade = Path(config.extra_labels), float(config.extra_min_grade)
     graded = read_graded(labels_file)
-    source = open_source(config.extra_dataset)
+    source = open_source(config.extra_dataset, ids_file=config.extra_ids)
     what = f"--extra-dataset {config.extra_dataset}"
     if source.survey.name != survey.name:
         raise LexactumError(f"{what}: holds {source.survey.name} images, but the run trains on {survey.name} "
@@ -87,9 +87,10 @@ def _plain_id(object_id):
     return int(object_id) if isinstance(object_id, (int, np.integer)) else str(object_id)
 
 
-def check_no_leakage(extras: ExtraExamples, datamodule) -> None:
+def check_no_leakage(extras: ExtraExamples, datamodule, say: bool = True) -> None:
     """Refuse extras that are objects of the validation or test part (by ID): the run would be scored on
-    objects it was taught. Say so when some are objects of the training part (taught twice, if the same)."""
+    objects it was taught. Say so (``say``) when some are objects of the training part (taught twice, if the
+    same)."""
     from lexactum.grades import id_key
 
     main = str(datamodule.prepared.dataset_path)
@@ -105,14 +106,14 @@ def check_no_leakage(extras: ExtraExamples, datamodule) -> None:
                                 "or test (leakage); leave it out of --extra-labels or train on another split")
     keys = {id_key(object_id) for object_id in datamodule.train_ids}
     shared = sum(id_key(object_id) in keys for object_id in extras.ids)
-    if shared:
+    if shared and say:
         print(f"warning: {shared} graded ID(s) of {extras.labels_file} are also objects of the training part of "
               f"{main}; if they are the same objects, they are learnt twice", file=sys.stderr, flush=True)
 
 
-def extra_images(extras: ExtraExamples, normalisation: str) -> np.ndarray:
+def extra_images(extras: ExtraExamples, normalisation: str, say: bool = True) -> np.ndarray:
     """The extras' images ``(M, C, H, W)`` float32, normalised as the run's (masked pixels 0 first, as in the
-    run's prepared data); a line on stderr when some are blank."""
+    run's prepared data); a line on stderr (``say``) when some are blank."""
     from lexactum.data.normalise import blank_rows, normalise
 
     source = extras.source
@@ -128,7 +129,7 @@ def extra_images(extras: ExtraExamples, normalisation: str) -> np.ndarray:
     if hasattr(source, "close"):
         source.close()
     blank = np.flatnonzero(blank_rows(images.reshape(len(images), -1)))
-    if len(blank):
+    if len(blank) and say:
         print(f"warning: {len(blank)} of the {len(images)} extra images from {source.path} are blank (no pixel "
               f"varies), e.g. ID {extras.ids[blank[0]]}", file=sys.stderr, flush=True)
     return images

@@ -197,8 +197,8 @@ def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split, zero
         fix = "choose a test dataset with both" if test_dataset is not None else "change the split or the seed"
         raise LexactumError(f"{where} cannot be scored: {exc}; {fix}") from exc
     if extras is not None:
-        check_no_leakage(extras, datamodule)
-        datamodule.add_extra(extra_images(extras, config.normalisation), extras.labels, extras.record())
+        check_no_leakage(extras, datamodule, say=zero)
+        datamodule.add_extra(extra_images(extras, config.normalisation, say=zero), extras.labels, extras.record())
     return datamodule
 
 
@@ -240,6 +240,9 @@ def _start_run(config: TrainConfig, datamodule, distribution: Distribution, prec
     record = config.record()
     record.update(survey=dataset.survey.name, dataset=str(dataset.path), test_dataset=test_path,
                   run_dir=str(run_dir))
+    for key in ("extra_labels", "extra_dataset", "extra_ids"):  # a resume may start from another folder
+        if record.get(key) is not None:
+            record[key] = str(Path(record[key]).resolve())
     resolved = {"config": record, "device": str(_evaluation_device(distribution)), "precision": precision,
                 "processes": distribution.world_size, "torch_threads": torch.get_num_threads(),
                 "n_images": len(dataset), "model_file": str(model_path),
