@@ -113,6 +113,9 @@ def test_a_resume_must_learn_from_the_same_grades(make_dataset, tmp_path, capsys
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     assert main(["train", "--resume", str(run), "--epochs", "2", "--extra-labels", str(cube)]) == 2
     assert "extra_labels was" in capsys.readouterr().err
+    write_grades(grades_file, EXTRA_IDS, EXTRA_GRADES)  # the grades it began with: it continues
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 0
+    assert runs.read_split(run)["extra"]["n"] == 5
 
 
 def test_the_training_loader_serves_the_extras_and_validation_and_test_do_not(make_dataset, tmp_path):
