@@ -112,6 +112,8 @@ class Source:
         if len(rows) == 0:
             size = self.survey.image_size
             return np.empty((0, self.survey.n_bands, size, size), dtype=np.float32)
+        if len(rows) == 1 or (np.diff(rows) > 0).all():  # already increasing and distinct (predict's batches)
+            return np.ascontiguousarray(self._read_rows(rows), dtype=np.float32)
         unique, inverse = np.unique(rows, return_inverse=True)
         images = self._read_rows(unique)[inverse.reshape(-1)]
         return np.ascontiguousarray(images, dtype=np.float32)

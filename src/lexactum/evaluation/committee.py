@@ -40,9 +40,11 @@ def evaluate_committee(members, dataset, indices: Sequence[int] | None = None, o
     from lexactum.evaluation.plots import plot_roc
     from lexactum.inference.committee import combine as combine_scores
     from lexactum.inference.tta import with_views
+    from lexactum.memory import steady_heap
     from lexactum.runs import all_or_nothing, write_json
 
     bootstrap = check_bootstrap(bootstrap)
+    steady_heap()  # batch-sized blocks must not grow the heap (see lexactum.memory)
     whole_set = indices is None
     indices, labels = labelled_selection(dataset, indices)
     columns, sources = [], {}

@@ -238,9 +238,11 @@ def evaluate_model(model, data, indices: Sequence[int] | None = None, out_dir: s
     """
     from lexactum.evaluation.metrics import challenge_metrics, check_bootstrap
     from lexactum.evaluation.plots import plot_roc
+    from lexactum.memory import steady_heap
     from lexactum.runs import all_or_nothing, write_json
 
     bootstrap = check_bootstrap(bootstrap)  # before the scoring pass
+    steady_heap()
     out_dir = Path(out_dir)
     whole_set = indices is None
     indices, labels = labelled_selection(data, indices)

@@ -101,9 +101,11 @@ def predict(request: PredictRequest) -> dict | None:
     from lexactum.inference.options import check_tta
     from lexactum.inference.outputs import check_parquet
     from lexactum.inference.shards import ShardPlan, check_manifest, start_shards
+    from lexactum.memory import steady_heap
     from lexactum.runs import check_output_folder
 
     follow_launcher()
+    steady_heap()  # before the loader workers fork: peak memory must not grow with the number of batches
     positive_whole(request.batch_size, "--batch-size")
     shard_size = positive_whole(DEFAULT_SHARD_SIZE if request.shard_size is None else request.shard_size,
                               "--shard-size")
@@ -167,11 +169,12 @@ def _score_shards(request, distribution, source, members, plan, out_dir):
     from lexactum.inference.shards import done_shards
     from lexactum.training.trainer import _hide_lightning_advertising, _show_progress
 
-    writer = ShardWriter(out_dir, plan, show_progress=_show_progress(request.show_progress))
-    if done_shards(out_dir) >= set(range(plan.n_shards)):  # a restart after the last shard: merge only
-        return writer if is_global_zero() else None
     precision = resolve_precision(request.precision or "32-true", distribution.accelerator)
     workers = default_workers(distribution) if request.workers is None else int(request.workers)
+    writer = ShardWriter(out_dir, plan, show_progress=_show_progress(request.show_progress))
+    writer.settings = {"workers_used": workers, "precision_used": precision}
+    if done_shards(out_dir) >= set(range(plan.n_shards)):  # a restart after the last shard: merge only
+        return writer if is_global_zero() else None
     normalisations = [m.normalisation for m in members]
     datamodule = ShardedSource(source, plan, out_dir, normalisations, workers,
                                pin_memory=distribution.accelerator == "cuda")
@@ -239,7 +242,9 @@ def _merge(request, source, members, plan, out_dir, manifest, distribution, writ
                    "submission": str(out_dir / outputs.SUBMISSION_FILE), "left_out": left_out,
                    "left_out_file": None if left_out_file is None else str(left_out_file),
                    "images_scored_here": writer.images, "data_wait_share": writer.wait_share,
-                   "seconds": writer.wait_seconds + writer.busy_seconds}
+                   "first_batch_wait_s": writer.first_wait_seconds,
+                   "seconds": writer.first_wait_seconds + writer.wait_seconds + writer.busy_seconds,
+                   **writer.settings}
         write_config(out_dir, _record(request, source, members, distribution, manifest, summary))
     remove_shards(out_dir)
     return summary
@@ -255,4 +260,6 @@ def _record(request, source, members, distribution, manifest, summary) -> dict:
                         for m in members],
             "distribution": distribution.describe(), "world_size": distribution.world_size,
             "data_wait_share_rank0": summary["data_wait_share"], "seconds_rank0": summary["seconds"],
+            "first_batch_wait_s_rank0": summary["first_batch_wait_s"], "workers_used": summary["workers_used"],
+            "precision_used": summary["precision_used"],
             "prediction": manifest}

@@ -82,7 +82,10 @@ class LensFinderModule(L.LightningModule):
         # Dropout draws from torch's global generator, which Lightning and the DataLoader also draw from in
         # an order that differs after a resume: seeding it per batch makes dropout depend on (seed, epoch,
         # batch) alone.
-        torch.manual_seed(derive_seed(self.hparams.seed, *self._rank_keys(self.current_epoch, batch_idx)))
+        seed = derive_seed(self.hparams.seed, *self._rank_keys(self.current_epoch, batch_idx))
+        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: on every step it also queued the
+        if self.device.type == "cuda":             # seeding of absent CUDA/XPU devices, 5% of a CPU training
+            torch.cuda.manual_seed(seed)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels, indices = batch

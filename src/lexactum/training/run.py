@@ -20,6 +20,7 @@ from lexactum import processes, runs
 from lexactum.devices import cpu_threads, idle_cpu_count, resolve_precision
 from lexactum.distributed import Distribution, is_global_zero
 from lexactum.errors import LexactumError
+from lexactum.memory import steady_heap
 from lexactum.training.config import TrainConfig
 from lexactum.training.extras import check_no_leakage, check_same_extras, extra_images, plan_extras
 from lexactum.training.module import LensFinderModule, quiet_warnings
@@ -64,6 +65,7 @@ def train(config: TrainConfig) -> TrainResult | None:
     others only train, in the run folder rank 0 chose (``config.run_dir``, else the one it passes to the
     processes Lightning starts), and return None."""
     distribution = config.validate()
+    steady_heap()  # batch-sized blocks must not grow the heap epoch after epoch
     if not config.resume:
         return _train(config, distribution)
     if config.run_dir is None:
