@@ -1,8 +1,8 @@
 """Writes a synthetic report folder exactly as the contract describes (data.js, thumbs/, saliency/, roc.png and
 the page's static files), so that the browser tests of the page do not depend on `lexactum inspect`.
 
-Pictures are random noise (a few distinct PNGs written again under every card's own name, which keeps a
-10,000-card folder quick to write while every card still has its own file as in a real report).
+Pictures are random blocks (a few distinct PNGs written again under every card's own name, which keeps a
+10,000-card folder small and quick to write while every card still has its own file as in a real report).
 """
 
 from __future__ import annotations
@@ -26,12 +26,18 @@ def _png(array: np.ndarray, **kw) -> bytes:
     return buffer.getvalue()
 
 
+def _blocks(rng: np.random.Generator, shape: tuple[int, int], block: int = 8) -> np.ndarray:
+    """Random values in blocks of block x block pixels: far from uniform, yet small as a PNG (pure noise is not)."""
+    coarse = rng.random((-(-shape[0] // block), -(-shape[1] // block)))
+    return np.kron(coarse, np.ones((block, block)))[: shape[0], : shape[1]]
+
+
 def _pictures(rng: np.random.Generator, distinct: int, size: int) -> tuple[list[bytes], list[bytes]]:
-    """`distinct` grey noise thumbnails and their 'saliency' overlays (the thumb in red with a bright blob)."""
+    """`distinct` grey thumbnails and their 'saliency' overlays (the thumb in red with a bright blob)."""
     yy, xx = np.mgrid[:size, :size]
     thumbs, overlays = [], []
     for _ in range(distinct):
-        grey = rng.random((size, size))
+        grey = _blocks(rng, (size, size))
         cy, cx = rng.uniform(0.3, 0.7, 2) * size
         blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 8) ** 2))
         thumbs.append(_png(grey, cmap="gray", vmin=0, vmax=1))
@@ -87,7 +93,7 @@ def write_report(out: Path, n: int = 60, *, labelled: bool = True, saliency: boo
             (out / "saliency" / f"{k}.png").write_bytes(overlays[k % distinct])
     metrics = None
     if labelled:
-        (out / "roc.png").write_bytes(_png(rng.random((200, 400)), cmap="viridis"))
+        (out / "roc.png").write_bytes(_png(_blocks(rng, (200, 400), 20), cmap="viridis"))
         metrics = {"auc": 0.8892, "tpr0": 0.2197, "tpr10": 0.4888, "n": n,
                    "n_lenses": sum(c["label"] for c in cards),
                    "intervals": {"auc": [0.861, 0.915], "tpr0": [0.12, 0.31], "tpr10": [0.41, 0.56]}}

@@ -9,12 +9,28 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 from datetime import datetime
 
 import pytest
 from make_report import ODD_ID, read_data, write_data, write_report
 
 READY = "window.lexactum && window.lexactum.paintedMs"
+
+# Scrolls down one screen per animation frame, 40 times; returns the time between frames (ms), for the record.
+SCROLL = """() => new Promise(done => {
+    const times = [];
+    let last = performance.now();
+    function step() {
+        const now = performance.now();
+        times.push(now - last);
+        last = now;
+        if (times.length > 40) return done(times.slice(1));
+        window.scrollBy(0, window.innerHeight);
+        requestAnimationFrame(step);
+    }
+    requestAnimationFrame(step);
+})"""
 
 # Reads an <img>'s pixels through a canvas: [naturalWidth, distinct red values, sum of all channels].
 PIXELS = """img => {
@@ -41,6 +57,10 @@ def focused_id(page):
     """The ID shown on the card that has the keyboard focus (None when focus is not on a card)."""
     return page.evaluate("(document.activeElement.closest('.card') || {querySelector: () => null})"
                          ".querySelector('.id')?.textContent ?? null")
+
+
+# Cards per row as the browser draws them (column tracks of the first chunk of the grid).
+COLUMNS = "getComputedStyle(document.querySelector('.chunk')).gridTemplateColumns.split(' ').length"
 
 
 def shown_ids(page):
@@ -84,7 +104,7 @@ def test_keyboard_grading_survives_reload(page, tmp_path):
     index = write_report(tmp_path / "report", n=60)
     open_report(page, index)
     ids = shown_ids(page)
-    columns = page.evaluate("getComputedStyle(document.getElementById('grid')).gridTemplateColumns.split(' ').length")
+    columns = page.evaluate(COLUMNS)
     assert columns > 1
     keys = ["3", "ArrowRight", "2", "j", "1", "k", "0",  # card 1 regraded: the last grade counts
             "ArrowDown", "3", "ArrowUp", "ArrowLeft", "ArrowLeft", "2", "j", "j", "Backspace"]
@@ -112,6 +132,26 @@ def test_focused_card_is_scrolled_into_view(page, tmp_path):
     assert 0 <= box[0] and box[0] + box[1] <= page.viewport_size["height"]
     outline = page.eval_on_selector(".card.current", "el => getComputedStyle(el).outlineStyle")
     assert outline == "solid"
+
+
+def test_rows_follow_the_window_width(page, tmp_path):
+    index = write_report(tmp_path / "report", n=300)
+    open_report(page, index)
+    wide = page.evaluate(COLUMNS)
+    page.keyboard.press("j")
+    page.set_viewport_size({"width": 520, "height": 900})
+    page.wait_for_function(f"{COLUMNS} < {wide}")
+    narrow = page.evaluate(COLUMNS)
+    ids = shown_ids(page)
+    assert focused_id(page) == ids[1]  # the current card is kept
+    page.keyboard.press("ArrowDown")
+    assert focused_id(page) == ids[1 + narrow]  # a row down is a row of the narrower grid
+    # Full rows all the way, across the grid's chunks: row starts one row height apart, each row full.
+    n_rows = 300 // narrow
+    tops = page.eval_on_selector_all(".card", "els => els.map(e => e.getBoundingClientRect().top + window.scrollY)")
+    starts = [tops[r * narrow] for r in range(n_rows)]
+    assert len({round(b - a, 3) for a, b in zip(starts[:-1], starts[1:], strict=True)}) == 1
+    assert all(tops[r * narrow + c] == starts[r] for r in range(n_rows) for c in range(narrow))
 
 
 def test_grader_name_is_kept_and_its_keys_do_not_grade(page, tmp_path):
@@ -295,6 +335,9 @@ def test_ten_thousand_cards_open_fast_and_load_lazily(page, tmp_path):
     wait_for_thumbs(page, 4)
     loaded = "Array.from(document.querySelectorAll('.card .thumb')).filter(i => i.complete && i.naturalWidth).length"
     assert page.evaluate(loaded) < 1000  # lazy: only the pictures near the screen are read
+    frames = page.evaluate(SCROLL)
+    print(f"scrolling 40 screens, one per frame: median frame {sorted(frames)[20]:.0f} ms, worst {max(frames):.0f} ms")
     page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
     page.wait_for_function("(() => { const t = document.querySelectorAll('.card .thumb'); const i = t[t.length - 1];"
                            " return i.complete && i.naturalWidth > 0; })()")
+    shutil.rmtree(folder)  # 20,000 small files: do not keep them among pytest's last temporary folders

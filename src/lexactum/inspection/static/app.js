@@ -10,6 +10,7 @@
   var GRADE_NAMES = { 3: "certain lens", 2: "probable", 1: "possible", 0: "not a lens" };
   var GRADER_KEY = "lexactum:grader"; // one name per browser: asked once, kept for every report
   var CSV_HEADER = "ID,grade,grader,timestamp";
+  var CHUNK_ROWS = 8; // rows of cards per chunk of the grid (see rebuild)
   var SOURCES = { run: "test set of a training run", predict: "lexactum predict", evaluate: "lexactum evaluate" };
 
   var report = null; // window.LEXACTUM_REPORT once checked
@@ -19,6 +20,8 @@
   var shown = []; // card indices in the grid, in order
   var elements = []; // the card elements of the grid, parallel to `shown`
   var focusPos = 0; // position in `shown` of the card the keys act on
+  var cols = 1; // cards per row of the grid
+  var nearScreen = null; // IntersectionObserver of the grid's chunks (see showPictures)
   var salAll = false; // the global saliency toggle
   var salFlipped = new Set(); // cards whose overlay differs from the global toggle
   var cardById = new Map(); // ID -> card index
@@ -236,7 +239,7 @@
       b.textContent = (g.title || g.key) + " (" + g.cards.length + ")";
       b.addEventListener("click", function () {
         view.gallery = i;
-        rebuild(true);
+        rebuild({ focus: true });
       });
       tabs.appendChild(b);
     });
@@ -299,9 +302,26 @@
     else sal.remove();
     el.setAttribute("aria-label", "Candidate " + c.id + ", rank " + c.rank);
     img.alt = "cutout " + c.id;
-    img.src = salShown(k) ? c.saliency : c.thumb;
     if (salShown(k)) markSaliency(el, true);
     paintGrade(el, c.id);
+  }
+
+  /* Points the pictures of a chunk that came near the screen at their files. Until then a card's <img> has no
+   * src at all: 10,000 images with a src, even lazy ones, cost the first paint most of a second. */
+  function showPictures(entries) {
+    entries.forEach(function (entry) {
+      if (!entry.isIntersecting) return;
+      var chunk = entry.target;
+      chunk.live = true;
+      nearScreen.unobserve(chunk);
+      Array.prototype.forEach.call(chunk.children, function (el) { showPicture(el, Number(el.dataset.k)); });
+    });
+  }
+
+  function showPicture(el, k) {
+    if (!el.parentNode || !el.parentNode.live) return; // its chunk shows it when it comes near the screen
+    var c = report.cards[k];
+    el.querySelector(".thumb").src = salShown(k) ? c.saliency : c.thumb;
   }
 
   function paintGrade(el, id) {
@@ -311,25 +331,65 @@
     el.dataset.grade = g === null ? "none" : String(g);
   }
 
-  /* Builds the whole grid in one DocumentFragment: one layout for 10,000 cards, not one per card. */
-  function rebuild(focus) {
+  /* Cards per row and the height of a row, from the grid's width and the sizes style.css sets. */
+  function gridMetrics() {
+    var grid = $("grid");
+    var style = getComputedStyle(grid);
+    var px = function (name) { return parseFloat(style.getPropertyValue(name)) || 0; };
+    var gap = px("--gap");
+    var width = grid.clientWidth - px("padding-left") - px("padding-right");
+    return { cols: Math.max(1, Math.floor((width + gap) / (px("--card-w") + gap))), pitch: px("--card-h") + gap,
+      gap: gap };
+  }
+
+  /* Builds the whole grid in one DocumentFragment: one layout for 10,000 cards, not one per card. The cards
+   * go in chunks of CHUNK_ROWS full rows, each its own small grid with `content-visibility: auto`: a card
+   * whose picture arrives then lays out its chunk only, not a grid of 10,000 (which made scrolling jerky),
+   * and chunks away from the screen are neither styled nor laid out. `how.keep` keeps the current card. */
+  function rebuild(how) {
+    how = how || {};
     var template = $("card-template").content.firstElementChild;
     var fragment = document.createDocumentFragment();
+    var metrics = gridMetrics();
+    var keep = how.keep ? shown[focusPos] : undefined;
+    var perChunk = metrics.cols * CHUNK_ROWS;
+    var chunk = null;
+    cols = metrics.cols;
+    $("grid").style.setProperty("--cols", String(cols));
     shown = selected();
     elements = shown.map(function (k, pos) {
+      if (pos % perChunk === 0) {
+        chunk = document.createElement("div");
+        chunk.className = "chunk";
+        chunk.setAttribute("role", "none");
+        var rows = Math.ceil(Math.min(perChunk, shown.length - pos) / cols);
+        chunk.style.containIntrinsicSize = "auto " + (rows * metrics.pitch - metrics.gap) + "px";
+        fragment.appendChild(chunk);
+      }
       var el = template.cloneNode(true);
       el.dataset.pos = String(pos);
       fillCard(el, k);
-      fragment.appendChild(el);
+      chunk.appendChild(el);
       return el;
     });
     $("grid").replaceChildren(fragment);
+    if (nearScreen) nearScreen.disconnect();
+    nearScreen = new IntersectionObserver(showPictures, { rootMargin: "100% 0px" });
+    Array.prototype.forEach.call($("grid").children, function (chunk) { nearScreen.observe(chunk); });
     Array.prototype.forEach.call($("tabs").children, function (b, i) {
       b.setAttribute("aria-selected", String(i === view.gallery));
     });
     showCounts();
+    var pos = keep === undefined ? -1 : shown.indexOf(keep);
     focusPos = 0;
-    moveTo(0, { focus: focus === true, scroll: false });
+    moveTo(Math.max(0, pos), { focus: how.focus === true, scroll: pos > 0 });
+  }
+
+  function onResize() { // a window that now fits another number of cards per row: new chunks
+    clearTimeout(onResize.timer);
+    onResize.timer = setTimeout(function () {
+      if (gridMetrics().cols !== cols) rebuild({ keep: true, focus: document.activeElement === elements[focusPos] });
+    }, 150);
   }
 
   function showCounts() {
@@ -360,11 +420,6 @@
     if (how.scroll !== false) el.scrollIntoView({ block: "nearest" });
   }
 
-  function columns() {
-    var tracks = getComputedStyle($("grid")).gridTemplateColumns.split(" ").filter(Boolean);
-    return Math.max(1, tracks.length);
-  }
-
   function isTyping(target) {
     return target && target.closest && target.closest("input, textarea, select, [contenteditable]");
   }
@@ -376,8 +431,8 @@
     if (e.key.length === 1 && e.key >= "0" && e.key <= "3") setGrade(focusPos, Number(e.key));
     else if (e.key === "Backspace" || e.key === "Delete") setGrade(focusPos, null);
     else if (MOVES[e.key]) moveTo(focusPos + MOVES[e.key]);
-    else if (e.key === "ArrowDown") moveTo(focusPos + columns());
-    else if (e.key === "ArrowUp") moveTo(focusPos - columns());
+    else if (e.key === "ArrowDown") moveTo(focusPos + cols);
+    else if (e.key === "ArrowUp") moveTo(focusPos - cols);
     else if (e.key === "s") toggleSaliency(focusPos);
     else return;
     e.preventDefault();
@@ -424,9 +479,8 @@
     }
     if (salFlipped.has(k)) salFlipped.delete(k);
     else salFlipped.add(k);
-    var on = salShown(k);
-    elements[pos].querySelector(".thumb").src = on ? c.saliency : c.thumb;
-    markSaliency(elements[pos], on);
+    showPicture(elements[pos], k);
+    markSaliency(elements[pos], salShown(k));
   }
 
   function toggleAll() {
@@ -438,7 +492,7 @@
     elements.forEach(function (el, pos) {
       var c = report.cards[shown[pos]];
       if (!c.saliency) return;
-      el.querySelector(".thumb").src = salAll ? c.saliency : c.thumb;
+      showPicture(el, shown[pos]);
       markSaliency(el, salAll);
     });
   }
@@ -455,6 +509,7 @@
     $("grid").addEventListener("focusin", onGridFocus);
     $("grid").addEventListener("error", onPictureError, true); // load errors do not bubble: capture them
     window.addEventListener("storage", onStorage);
+    window.addEventListener("resize", onResize);
     $("export").addEventListener("click", download);
     $("saliency-all").addEventListener("click", toggleAll);
     if (!report.cards.some(function (c) { return c.saliency; })) $("saliency-all").disabled = true;
@@ -482,7 +537,7 @@
     renderTabs();
     wireControls();
     if (!graderName()) say("enter your name as grader (kept in this browser)");
-    rebuild(true);
+    rebuild({ focus: true });
     window.lexactum.readyMs = performance.now();
     requestAnimationFrame(function () {
       setTimeout(function () { window.lexactum.paintedMs = performance.now(); }, 0);
