@@ -63,6 +63,14 @@ def focused_id(page):
 COLUMNS = "getComputedStyle(document.querySelector('.chunk')).gridTemplateColumns.split(' ').length"
 
 
+# The page's height once every chunk of the grid has been laid out (content-visibility: visible): equal to the
+# height before, when the skipped chunks counted with the size the page estimated for them.
+HEIGHT_WITH_ALL_CHUNKS_SHOWN = """(() => {
+    document.querySelectorAll('.chunk').forEach(c => { c.style.contentVisibility = 'visible'; });
+    return document.body.scrollHeight;
+})()"""
+
+
 def shown_ids(page):
     return page.eval_on_selector_all(".card .id", "els => els.map(e => e.textContent)")
 
@@ -152,6 +160,8 @@ def test_rows_follow_the_window_width(page, tmp_path):
     starts = [tops[r * narrow] for r in range(n_rows)]
     assert len({round(b - a, 3) for a, b in zip(starts[:-1], starts[1:], strict=True)}) == 1
     assert all(tops[r * narrow + c] == starts[r] for r in range(n_rows) for c in range(narrow))
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # and no row too wide
+    assert page.evaluate("document.body.scrollHeight") == page.evaluate(HEIGHT_WITH_ALL_CHUNKS_SHOWN)
 
 
 def test_grader_name_is_kept_and_its_keys_do_not_grade(page, tmp_path):

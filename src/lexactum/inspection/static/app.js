@@ -331,15 +331,14 @@
     el.dataset.grade = g === null ? "none" : String(g);
   }
 
-  /* Cards per row and the height of a row, from the grid's width and the sizes style.css sets. */
+  /* Cards per row, a card's height and the gap between cards, from the grid's width and style.css's sizes. */
   function gridMetrics() {
     var grid = $("grid");
     var style = getComputedStyle(grid);
     var px = function (name) { return parseFloat(style.getPropertyValue(name)) || 0; };
     var gap = px("--gap");
-    var width = grid.clientWidth - px("padding-left") - px("padding-right");
-    return { cols: Math.max(1, Math.floor((width + gap) / (px("--card-w") + gap))), pitch: px("--card-h") + gap,
-      gap: gap };
+    var width = grid.clientWidth - px("padding-left") - px("padding-right") - 2 * px("--chunk-pad");
+    return { cols: Math.max(1, Math.floor((width + gap) / (px("--card-w") + gap))), cardH: px("--card-h"), gap: gap };
   }
 
   /* Builds the whole grid in one DocumentFragment: one layout for 10,000 cards, not one per card. The cards
@@ -363,7 +362,8 @@
         chunk.className = "chunk";
         chunk.setAttribute("role", "none");
         var rows = Math.ceil(Math.min(perChunk, shown.length - pos) / cols);
-        chunk.style.containIntrinsicSize = "auto " + (rows * metrics.pitch - metrics.gap) + "px";
+        var height = rows * metrics.cardH + (rows - 1) * metrics.gap; // the content box: padding comes on top
+        chunk.style.containIntrinsicSize = "auto " + height + "px";
         fragment.appendChild(chunk);
       }
       var el = template.cloneNode(true);
