@@ -312,6 +312,26 @@ def _line(row: dict) -> str:
     return "  ".join(f"{key}={row[key]}" for key in keys if key in row)
 
 
+#: Columns of the Markdown tables: (heading, key).
+COLUMNS = (("network", "model"), ("input", "input"), ("way", "way"), ("workers", "workers"),
+           ("processes", "devices"), ("images", "n"), ("images/s (loop)", "images_per_s_loop"),
+           ("images/s (command)", "images_per_s_command"), ("data wait", "wait_share"),
+           ("peak RSS main (MiB)", "peak_rss_main_mib"), ("peak RSS tree (MiB)", "peak_rss_tree_mib"),
+           ("load before/after", "load"))
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a Markdown table (the columns any row has)."""
+    rows = [{**row, "load": f"{row['load_before']}/{row['load_after']}"} for row in rows]
+    columns = [(head, key) for head, key in COLUMNS if any(row.get(key) is not None for row in rows)]
+    lines = ["| " + " | ".join(head for head, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [row.get(key) for _, key in columns]
+        lines.append("| " + " | ".join("" if c is None else f"{c:.0%}" if k == "wait_share" else str(c)
+                                       for c, (_, k) in zip(cells, columns, strict=True)) + " |")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="\n\n".join(__doc__.split(
         "\n\n")[1:]), formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -360,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.what in ("rss", "all"):
             result["rss"] = bench_rss(args, work)
         result["machine"]["load_end"] = load_average()
+    for part in ("speed", "rss"):
+        if part in result:
+            print(f"\n{part}:\n{markdown(result[part])}")
     if args.json:
         from lexactum.runs import write_bytes_atomic
 
