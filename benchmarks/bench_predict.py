@@ -167,22 +167,28 @@ class RSSPoller(threading.Thread):
         self.pid, self.period = pid, period
         self.main_peak = self.tree_peak = 0
         self.most_processes = 0
+        self.samples: list[tuple[float, int, int]] = []  # (seconds, main MiB, tree MiB) every second or so
         self.done = threading.Event()
 
     def run(self) -> None:
+        start = time.perf_counter()
         while not self.done.is_set():
             main = _rss_kb(self.pid)
             tree = [self.pid, *_descendants(self.pid)]
             self.main_peak = max(self.main_peak, main)
             self.tree_peak = max(self.tree_peak, sum(_rss_kb(p) for p in tree))
             self.most_processes = max(self.most_processes, len(tree))
+            if len(self.samples) * 1.0 <= time.perf_counter() - start:
+                self.samples.append((round(time.perf_counter() - start, 1), main // 1024,
+                                     sum(_rss_kb(p) for p in tree) // 1024))
             self.done.wait(self.period)
 
     def stop(self) -> dict:
         self.done.set()
         self.join()
         return {"peak_rss_main_mib": round(self.main_peak / 1024, 1),
-                "peak_rss_tree_mib": round(self.tree_peak / 1024, 1), "most_processes": self.most_processes}
+                "peak_rss_tree_mib": round(self.tree_peak / 1024, 1), "most_processes": self.most_processes,
+                "rss_samples": self.samples}
 
 
 # ------------------------------------------------------------------------------------------ the two ways
