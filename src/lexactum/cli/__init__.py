@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "features",
     "models",
     "convert",
+    "inspect",
+    "explain",
 )
 
 
