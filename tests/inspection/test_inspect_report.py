@@ -295,3 +295,21 @@ def test_missing_model_suggests_no_saliency(evaluation, tmp_path):
     assert not (tmp_path / "report").exists()
     inspect(InspectRequest(str(evaluation), str(tmp_path / "report"), saliency=False, top=1, random=0))
     assert read_report(tmp_path / "report")["saliency_method"] is None
+
+
+def test_a_prepared_cache_as_the_dataset(evaluated, tmp_path):
+    """A cache holds the images in one normalisation: the right one gives a report, another one is refused
+    for the saliency maps (the network would see images unlike its training ones)."""
+    from lexactum.data.cache import prepare
+    from lexactum.errors import ModelFileError
+
+    dataset = json.loads((evaluated / "config.json").read_text())["dataset"]
+    same = prepare(dataset, "zscale", cache_dir=tmp_path / "zscale", workers=1, progress=False)
+    inspect(InspectRequest(str(evaluated), str(tmp_path / "a"), top=2, random=0, dataset=str(same.path)))
+    data = read_report(tmp_path / "a")
+    assert data["dataset"] == str(same.path) and data["cards"][0]["catalog"] is None
+    assert np.asarray(picture(tmp_path / "a" / "thumbs" / "0.png")).std() > 0
+    other = prepare(dataset, "minmax", cache_dir=tmp_path / "minmax", workers=1, progress=False)
+    with pytest.raises(ModelFileError, match="minmax-normalised images.*--no-saliency"):
+        inspect(InspectRequest(str(evaluated), str(tmp_path / "b"), dataset=str(other.path)))
+    assert not (tmp_path / "b").exists()

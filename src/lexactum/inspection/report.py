@@ -81,6 +81,7 @@ def inspect(request: InspectRequest) -> dict:
 def saliency_network(scored, source):
     """(network, method text) of the saliency maps: the model that made the scores (a committee's first
     member); one line suggesting --no-saliency when it is not there."""
+    from lexactum.evaluation.evaluate import model_normalisation
     from lexactum.inspection.inputs import CONFIG_FILE
     from lexactum.inspection.saliency import GRAD_CAM
     from lexactum.models.files import load_model
@@ -98,6 +99,11 @@ def saliency_network(scored, source):
     if channels is not None and int(channels) != source.survey.n_bands:
         raise ModelFileError(f"{first} takes {channels} band(s), but {source.describe()} has "
                              f"{source.survey.n_bands}")
+    normalisation = model_normalisation(network)
+    if source.normalised and source.normalised != normalisation:
+        raise ModelFileError(f"{source.path} is a cache of {source.normalised}-normalised images, but {first} "
+                             f"was trained on {normalisation}; give the dataset's folder with --dataset, or use "
+                             "--no-saliency")
     method = GRAD_CAM
     if len(scored.models) > 1:
         method += f"; of the first of the committee's {len(scored.models)} members, {first.name}"
