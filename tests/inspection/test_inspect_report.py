@@ -229,20 +229,20 @@ def test_overwrite_never_replaces_a_folder_that_is_no_report(evaluated, tmp_path
 
 
 def full_disk_after(monkeypatch, n_files: int) -> None:
-    """Every write after the first ``n_files`` fails as on a full disk."""
-    from lexactum import runs
+    """Every file written into the report after the first ``n_files`` fails as on a full disk."""
     from lexactum.errors import WriteError
+    from lexactum.inspection.folder import Staging
 
-    real = runs.write_bytes_atomic
+    real = Staging.write
     count = {"n": 0}
 
-    def write(path, data):
+    def write(self, name, data):
         count["n"] += 1
         if count["n"] > n_files:
-            raise WriteError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
-        return real(path, data)
+            raise WriteError.of(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), self.path / name)
+        return real(self, name, data)
 
-    monkeypatch.setattr(runs, "write_bytes_atomic", write)
+    monkeypatch.setattr(Staging, "write", write)
 
 
 def test_a_failed_write_leaves_no_report_and_keeps_the_old_one(evaluated, tmp_path, monkeypatch):
@@ -313,3 +313,21 @@ def test_a_prepared_cache_as_the_dataset(evaluated, tmp_path):
     with pytest.raises(ModelFileError, match="minmax-normalised images.*--no-saliency"):
         inspect(InspectRequest(str(evaluated), str(tmp_path / "b"), dataset=str(other.path)))
     assert not (tmp_path / "b").exists()
+
+
+def test_every_file_is_on_disk_before_the_report_appears(evaluated, tmp_path, monkeypatch):
+    """The folder's rename is the one atomic step: each of its files and folders is fsynced before it."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(handle):
+        out = tmp_path / "report"
+        assert not out.exists()  # before the rename
+        synced.append(os.readlink(f"/proc/self/fd/{handle}"))
+        return real(handle)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    inspect(InspectRequest(str(evaluated), str(tmp_path / "report"), top=3, random=1))
+    written = [p for p in (tmp_path / "report").rglob("*")]
+    assert written and all(any(s.endswith(str(p.relative_to(tmp_path / "report"))) for s in synced)
+                           for p in written)

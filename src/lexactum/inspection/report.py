@@ -72,7 +72,7 @@ def inspect(request: InspectRequest) -> dict:
         roc, metrics = _write_roc(scored, staging)
         cards = _write_cards(scored, source, positions, chosen, network, staging, request.show_progress)
         data = _report_data(scored, source, chosen, cards, metrics, roc, method)
-        _write_data(staging / DATA_FILE, data)
+        staging.write(DATA_FILE, data_js(data).encode("utf-8"))
         _copy_static(staging)
     return {"out": out, "cards": len(cards), "galleries": {g.key: len(g.rows) for g in chosen.galleries},
             "bytes": folder_bytes(out), "saliency": method is not None}
@@ -110,13 +110,11 @@ def saliency_network(scored, source):
     return network, method
 
 
-def _write_roc(scored, staging: Path) -> tuple[str | None, dict | None]:
+def _write_roc(scored, staging) -> tuple[str | None, dict | None]:
     """roc.png (copied, or drawn for a labelled prediction) and the metrics with their intervals."""
-    from lexactum.runs import write_bytes_atomic
-
     metrics = scored.metrics
     if scored.roc is not None:
-        write_bytes_atomic(staging / "roc.png", scored.roc.read_bytes())
+        staging.write("roc.png", scored.roc.read_bytes())
         return "roc.png", _metrics_of(metrics)
     labels = scored.labels
     if labels is None or (labels < 0).any() or labels.min() == labels.max():
@@ -125,7 +123,7 @@ def _write_roc(scored, staging: Path) -> tuple[str | None, dict | None]:
     from lexactum.evaluation.plots import plot_roc
 
     metrics = metrics or challenge_metrics(labels, scored.scores, bootstrap=BOOTSTRAP)
-    plot_roc(labels, scored.scores, staging / "roc.png", title=f"{scored.path.name}: {len(labels)} objects")
+    plot_roc(labels, scored.scores, staging.path / "roc.png", title=f"{scored.path.name}: {len(labels)} objects")
     return "roc.png", _metrics_of(metrics)
 
 
@@ -139,18 +137,14 @@ def _metrics_of(metrics: dict | None) -> dict | None:
             "n": metrics.get("n"), "n_lenses": metrics.get("n_lenses")}
 
 
-def _write_cards(scored, source, positions, chosen, network, staging: Path, show_progress) -> list[dict]:
+def _write_cards(scored, source, positions, chosen, network, staging, show_progress) -> list[dict]:
     """Every card's thumbnail (and saliency overlay), batch by batch; the cards' page data."""
     from lexactum.inspection.inputs import catalog_quantities
     from lexactum.inspection.pictures import png_bytes, thumbnails
     from lexactum.progress import progress
-    from lexactum.runs import ensure_folder, write_bytes_atomic
 
     rows = chosen.cards
     catalog = catalog_quantities(source, positions[rows])
-    ensure_folder(staging / "thumbs")
-    if network is not None:
-        ensure_folder(staging / "saliency")
     cards = []
     with progress(total=len(rows), desc="cards", unit="card", enabled=show_progress) as bar:
         for start in range(0, len(rows), BATCH):
@@ -160,9 +154,9 @@ def _write_cards(scored, source, positions, chosen, network, staging: Path, show
             overlays = _overlays(network, raw, thumbs, source) if network is not None else None
             for j, row in enumerate(batch.tolist()):
                 k = start + j
-                write_bytes_atomic(staging / "thumbs" / f"{k}.png", png_bytes(thumbs[j]))
+                staging.write(f"thumbs/{k}.png", png_bytes(thumbs[j]))
                 if overlays is not None:
-                    write_bytes_atomic(staging / "saliency" / f"{k}.png", png_bytes(overlays[j], palette=True))
+                    staging.write(f"saliency/{k}.png", png_bytes(overlays[j], palette=True))
                 cards.append(_card(scored, row, k, chosen.ranks[row], overlays is not None,
                                    None if catalog is None else catalog[k]))
             bar.update(len(batch))
@@ -210,24 +204,22 @@ def _report_data(scored, source, chosen, cards, metrics, roc, method) -> dict:
     }
 
 
-def _write_data(path: Path, data: dict) -> None:
+def data_js(data: dict) -> str:
     """data.js: one assignment of the report's JSON (NaN written as null; every non-ASCII character escaped,
     so the file reads the same whatever encoding the browser assumes)."""
-    from lexactum.runs import _plain, write_text_atomic
+    from lexactum.runs import _plain
 
     text = json.dumps(_plain(data), allow_nan=False, separators=(",", ":"))
-    write_text_atomic(path, f"{DATA_PREFIX}{text};\n")
+    return f"{DATA_PREFIX}{text};\n"
 
 
-def _copy_static(staging: Path) -> None:
+def _copy_static(staging) -> None:
     """The page's files from ``static/`` (all but its README)."""
-    from lexactum.runs import write_bytes_atomic
-
     if not STATIC.is_dir():
         raise LexactumError(f"{STATIC}: the report page is missing from this installation of lexactum")
     for entry in sorted(STATIC.iterdir()):
         if entry.is_file() and not entry.name.startswith(("README", ".")):
-            write_bytes_atomic(staging / entry.name, entry.read_bytes())
+            staging.write(entry.name, entry.read_bytes())
 
 
 def folder_bytes(folder: Path) -> int:
