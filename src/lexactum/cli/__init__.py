@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "features",
     "models",
     "convert",
+    "inspect",
+    "explain",
 )
 
 
