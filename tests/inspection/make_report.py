@@ -57,7 +57,7 @@ def _cards(rng: np.random.Generator, n: int, labelled: bool, saliency: bool) -> 
             "label": label,
             "thumb": f"thumbs/{k}.png",
             "saliency": f"saliency/{k}.png" if saliency else None,
-            "catalog": ({"einstein_area": 12.5 + k, "lensed_pixels": 40.0 + k, "lensed_flux": 8.25}
+            "catalog": ({"einstein_area": 2.5e-11 * (1 + k / 10), "lensed_pixels": 40.0 + k, "lensed_flux": 8.25}
                         if label == 1 else None),
         })
     return cards

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import shutil
 from datetime import datetime
 
@@ -98,7 +99,8 @@ def test_header_cards_and_pictures(page, tmp_path):
     assert "rank 1" in first.inner_text() and f"score {top[0]['score']:.4f}" in first.inner_text()
     lens = next(k for k, c in enumerate(top) if c["label"] == 1)
     assert "lens" in page.locator(".card").nth(lens).inner_text()
-    assert f"area {top[lens]['catalog']['einstein_area']:.1f}" in page.locator(".card").nth(lens).inner_text()
+    radius = math.sqrt(top[lens]["catalog"]["einstein_area"] / math.pi) * 206264.806  # steradians -> arcsec
+    assert f"\u03b8E {radius:.2f}\u2033" in page.locator(".card").nth(lens).inner_text()
     wait_for_thumbs(page, 8)
     width, reds, _ = page.locator(".card .thumb").nth(1).evaluate(PIXELS)
     assert width == 101 and reds > 10  # a real picture, not a uniform (blank) one

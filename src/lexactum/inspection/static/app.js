@@ -278,9 +278,13 @@
   /* [short text for the card, full text for its tooltip] of the catalog quantities, when known. */
   function catalogText(cat) {
     if (!cat) return ["", ""];
-    var area = fmt(cat.einstein_area, 1), pix = fmt(cat.lensed_pixels, 0), flux = fmt(cat.lensed_flux, 1);
-    return ["area " + area + " \u00b7 pix " + pix + " \u00b7 " + flux + "\u03c3",
-      "Einstein area " + area + ", lensed pixels " + pix + ", lensed flux " + flux + " sigma"];
+    /* The catalog's Einstein area is in steradians (about 1e-11): shown as the Einstein radius in arcsec. */
+    var area = cat.einstein_area;
+    var radius = typeof area === "number" && area >= 0 ? fmt(Math.sqrt(area / Math.PI) * 206264.806, 2) : "n/a";
+    var pix = fmt(cat.lensed_pixels, 0), flux = fmt(cat.lensed_flux, 1);
+    return ["\u03b8E " + radius + "\u2033 \u00b7 pix " + pix + " \u00b7 " + flux + "\u03c3",
+      "Einstein radius " + radius + " arcsec (area " + (typeof area === "number" ? area.toExponential(3) : "n/a") +
+      " sr), lensed pixels " + pix + ", lensed flux " + flux + " sigma"];
   }
 
   function fillCard(el, k) {
