@@ -204,3 +204,17 @@ def test_a_npy_cube_with_its_ids_file_and_a_merged_table_plan_the_extras(tmp_pat
     with pytest.raises(LexactumError, match=r"merged.csv line 2: ID 900003 is not in --extra-dataset .*cube.npy "
                                             r"\(2 more graded IDs are not there either\)"):
         plan()  # without the IDs file the cube's IDs are its row numbers
+
+
+def test_an_id_of_another_dataset_is_another_object_not_a_leak(make_dataset, tmp_path, capsys):
+    """Toy datasets and many surveys number their objects alike: graded objects of another dataset whose IDs
+    are also IDs of the run's test part are other objects, and are trained on."""
+    import json
+
+    dataset = make_dataset(n=24, seed=3)
+    other = make_dataset(n=24, seed=8)  # the same IDs 100000..100023, other images
+    grades_file = write_grades(tmp_path / "alice.csv", [100_000 + k for k in range(6)], list(EXTRA_GRADES))
+    assert main(train_argv(dataset, tmp_path, "--extra-labels", grades_file, "--extra-dataset", other)) == 0
+    assert "leakage" not in capsys.readouterr().err
+    extra = json.loads((tmp_path / "run" / "split.json").read_text())["extra"]
+    assert len(extra["ids"]) == 5  # grade 1 left out

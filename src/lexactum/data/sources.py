@@ -215,6 +215,8 @@ class CacheSource(Source):
         self.ids, self.labels = prepared.ids, prepared.labels
         self.normalised = str(prepared.index["normalisation"])
         self.masked = bool(prepared.index.get("mask"))
+        self.dataset_path = prepared.dataset_path
+        """The dataset folder the cache was made from (its objects are that dataset's)."""
         self._images_path, self._shape = self.path / IMAGES_FILE, prepared.images.shape
 
     def describe(self) -> str:

@@ -97,6 +97,8 @@ def check_no_leakage(extras: ExtraExamples, datamodule, say: bool = True) -> Non
     test = str(datamodule.prepared_test.dataset_path)
     parts = (("validation", datamodule.val_ids, main), ("test", datamodule.test_ids, test))
     for name, part_ids, where in parts:
+        if not _same_dataset(extras.source, where):  # an ID of another dataset is another object
+            continue
         keys = {id_key(object_id) for object_id in part_ids}
         leaked = [k for k, object_id in enumerate(extras.ids) if id_key(object_id) in keys]
         if leaked:
@@ -104,11 +106,21 @@ def check_no_leakage(extras: ExtraExamples, datamodule, say: bool = True) -> Non
             raise LexactumError(f"{extras.where[leaked[0]]}: ID {extras.ids[leaked[0]]} is in the {name} part of "
                                 f"{where}{more}: an object graded for training must not be scored in validation "
                                 "or test (leakage); leave it out of --extra-labels or train on another split")
-    keys = {id_key(object_id) for object_id in datamodule.train_ids}
+    keys = {id_key(object_id) for object_id in datamodule.train_ids} if _same_dataset(extras.source, main) else set()
     shared = sum(id_key(object_id) in keys for object_id in extras.ids)
     if shared and say:
         print(f"warning: {shared} graded ID(s) of {extras.labels_file} are also objects of the training part of "
               f"{main}; if they are the same objects, they are learnt twice", file=sys.stderr, flush=True)
+
+
+def _same_dataset(source, dataset_path) -> bool:
+    """Whether ``source`` holds the objects of the dataset at ``dataset_path`` (its folder, or a cache made
+    from it): only there does a shared ID mean a shared object."""
+    from pathlib import Path
+
+    target = Path(dataset_path).resolve()
+    made_from = getattr(source, "dataset_path", None)
+    return Path(source.path).resolve() == target or (made_from is not None and Path(made_from).resolve() == target)
 
 
 def extra_images(extras: ExtraExamples, normalisation: str, say: bool = True) -> np.ndarray:
