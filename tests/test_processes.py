@@ -185,3 +185,27 @@ def test_simulate_terminated_alone_stops_its_forked_workers(tmp_path):
     assert left == [], "processes left after SIGTERM"
     assert proc.returncode == 143
     assert stderr.strip().splitlines() == ["lexactum simulate: terminated (SIGTERM)"]  # no worker's traceback
+
+
+def _sigterm_disposition(_=None):
+    import signal as signals
+
+    return signals.getsignal(signals.SIGTERM) == signals.SIG_DFL
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_workers_take_sigterms_default_action_whatever_the_command_installed(method):
+    """The command's SIGTERM handler raises in its main thread; a pool worker that inherited it would only
+    act on a SIGTERM once its main thread ran Python again (a worker waiting on the queue lock never does,
+    and the pool's terminate() then waits for it forever). Workers get the default action back."""
+    import signal as signals
+
+    from lexactum import processes
+
+    before = signals.getsignal(signals.SIGTERM)
+    processes.interrupt_on_sigterm()
+    try:
+        with processes.pool(1, method) as workers:
+            assert workers.apply(_sigterm_disposition) is True
+    finally:
+        signals.signal(signals.SIGTERM, before)

@@ -106,7 +106,13 @@ def _context(method: str | None, preload: tuple[str, ...]):
 
 
 def die_with(pid: int) -> None:
-    """Worker initializer: end this process as soon as process ``pid`` (the pool's maker) has ended."""
+    """Worker initializer: end this process as soon as process ``pid`` (the pool's maker) has ended.
+
+    A worker also takes SIGTERM's default action again (the command's handler raises an exception, which a
+    worker only sees once its main thread runs Python again): a pool's terminate() then ends it at once,
+    even while it waits on the pool's queue lock."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _set_parent_death_signal()
     try:
         handle = os.pidfd_open(pid)
