@@ -178,3 +178,34 @@ def test_real_labels_come_from_a_catalog_when_the_folder_has_one(make_dataset):
     data = ChallengeDataset(root, survey="space")
     assert list(real.ids) == list(data.ids) and list(real.labels) == list(data.labels)
     assert real.images.shape == (12, 1, 101, 101)
+
+
+def test_a_check_killed_after_training_resumes_its_run_without_training_again(checked, monkeypatch):
+    import lexactum.training
+
+    out, returned = checked
+    (out / "config.json").unlink()  # as if killed before the outputs were written
+    (out / "model.safetensors").unlink()
+    resumed = []
+    real_train = lexactum.training.train
+
+    def recording(config):
+        resumed.append(config.resume)
+        return real_train(config)
+
+    monkeypatch.setattr(lexactum.training, "train", recording)
+    rows = transfer_check(_tiny(out))
+    assert resumed == [True]
+    assert runs.read_json(out / "run" / "config.json")["config"]["epochs"] == 1
+    assert [r["set"] for r in rows] == [r["set"] for r in returned]
+    assert rows[0] == returned[0]  # the same model scored the same held-out objects
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_afresh(tmp_path):
+    from lexactum.transfer.run import _training_config
+
+    out = tmp_path / "check"
+    runs.write_json(out / "run" / "config.json", {"config": {"dataset": str(tmp_path / "sim-A")}})
+    config = _training_config(_tiny(out), tmp_path / "sim-A")
+    assert not config.resume and not (out / "run").exists()
+    assert config.split[2] == pytest.approx(0.5) and config.run_dir == str(out / "run")

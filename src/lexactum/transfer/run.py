@@ -48,7 +48,8 @@ class TransferSettings:
     device: str = "auto"
     workers: int | None = None
     overwrite: bool = False
-    progress: bool = True
+    progress: bool | None = None
+    """Progress bars: None shows them unless LEXACTUM_NO_PROGRESS is set; False also hides the stage lines."""
 
     def check(self) -> None:
         """Every setting at once, before anything is simulated (one line for the first that is wrong)."""
@@ -86,7 +87,7 @@ class TransferSettings:
         return values
 
     def say(self, text: str) -> None:
-        if self.progress:
+        if self.progress is not False:
             print(f"transfer-check: {text}", file=sys.stderr, flush=True)
 
 
@@ -149,13 +150,17 @@ def _simulate(settings: TransferSettings, name: str, n: int, seed: int, extra: d
 
     settings.say(f"simulating {name} ({n} {settings.survey} objects, seed {seed})")
     return simulate_dataset(Path(settings.out) / name, settings.survey, n, layout="train", seed=seed,
-                            workers=settings.workers, overwrite=settings.overwrite, progress=settings.progress,
+                            workers=settings.workers, overwrite=settings.overwrite,
+                            progress=settings.progress is not False,
                             **extra)
 
 
 def _training_config(settings: TransferSettings, sim_a: Path):
     """The TrainConfig of the check: A's folder split into training, validation and the last n_test objects'
     share as the test part (the run scores it); a run folder already there is resumed."""
+    import shutil
+
+    from lexactum import runs
     from lexactum.training import TrainConfig
 
     out = Path(settings.out)
@@ -163,8 +168,10 @@ def _training_config(settings: TransferSettings, sim_a: Path):
     overrides = {"epochs": settings.epochs, "device": settings.device, "model_out": str(out / MODEL),
                  "overwrite": True, "cache_dir": str(out / "cache"), "progress": settings.progress,
                  "bootstrap": 0}
-    if (out / RUN / "config.json").is_file():
+    if (out / RUN / runs.LAST_CHECKPOINT).is_file():
         return TrainConfig.from_run(out / RUN, **overrides)
+    if (out / RUN).is_dir():  # killed before its first epoch ended: nothing in it to keep
+        shutil.rmtree(out / RUN)
     train_share = settings.n_train / total
     split = (train_share * (1 - VALIDATION_SHARE), train_share * VALIDATION_SHARE, settings.n_test / total)
     return TrainConfig(dataset=str(sim_a), survey=settings.survey, network=settings.network,
