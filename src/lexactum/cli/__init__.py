@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "convert",
     "inspect",
     "explain",
+    "transfer_check",
 )
 
 

@@ -1,0 +1,274 @@
+"""transfer_check(): simulate setting A, train on it, score A's test part, an independent setting B and real images.
+
+Every step reuses what a previous call with the same settings left in the output folder (the simulations
+resume themselves, training resumes from its run folder, a finished model is reused), so a killed run
+continues; the table, scores, histograms and config.json are written together at the end.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from lexactum.checks import positive_whole
+from lexactum.errors import LexactumError
+
+#: Share of the training simulation kept for validation (early stopping is not used; it is reported).
+VALIDATION_SHARE = 0.1
+#: Each simulated set must expect at least this many lenses and non-lenses, or its metrics mean nothing.
+MIN_PER_CLASS = 5
+#: Names of the scored sets, in the table's order.
+SET_A, SET_B, SET_REAL = "sim_A_test", "sim_B", "real"
+#: Files and folders inside the output folder.
+SIM_A, SIM_B, RUN, MODEL, CONFIG = "sim-A", "sim-B", "run", "model.safetensors", "config.json"
+TABLE_CSV, TABLE_MD, HISTOGRAMS = "transfer.csv", "transfer.md", "histograms.png"
+
+
+@dataclass
+class TransferSettings:
+    """What one transfer check does. ``settings_b`` are extra keyword arguments of
+    :func:`lexactum.simulate.writer.simulate_dataset` for set B (the simulator's randomisation knobs, where it
+    has them); without them B differs from A only by its seed."""
+
+    survey: str
+    out: str | os.PathLike
+    n_train: int = 6000
+    n_test: int = 2000
+    epochs: int = 15
+    network: str = "lens_flow"
+    batch_size: int = 32
+    seed_a: int = 0
+    seed_b: int = 1
+    settings_b: dict = field(default_factory=dict)
+    real: str | os.PathLike | None = None
+    bootstrap: int = 1000
+    device: str = "auto"
+    workers: int | None = None
+    overwrite: bool = False
+    progress: bool | None = None
+    """Progress bars: None shows them unless LEXACTUM_NO_PROGRESS is set; False also hides the stage lines."""
+
+    def check(self) -> None:
+        """Every setting at once, before anything is simulated (one line for the first that is wrong)."""
+        from lexactum.data.surveys import get_survey
+        from lexactum.evaluation.metrics import check_bootstrap
+        from lexactum.simulate.presets import get_preset
+
+        get_survey(self.survey)
+        for name in ("n_train", "n_test", "epochs", "batch_size"):
+            positive_whole(getattr(self, name), "--" + name.replace("_", "-"))
+        for name in ("seed_a", "seed_b"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise LexactumError(f"--{name.replace('_', '-')} must be a whole number >= 0, got {value!r}")
+        if self.seed_a == self.seed_b and not self.settings_b:
+            raise LexactumError(f"--seed-b {self.seed_b} equals --seed-a: set B would repeat set A's first objects")
+        check_bootstrap(self.bootstrap, "--bootstrap")
+        fraction = get_preset(self.survey).default_lens_fraction("train")
+        for name, n in (("--n-train", self.n_train), ("--n-test", self.n_test)):
+            expected = n * min(fraction, 1.0 - fraction)
+            if expected < MIN_PER_CLASS:
+                least = int(-(-MIN_PER_CLASS // min(fraction, 1.0 - fraction)))
+                raise LexactumError(f"{name} {n} is too small: with {fraction:.0%} lenses it holds about "
+                                    f"{expected:.1f} of the rarer class; give at least {least} so that both "
+                                    f"lenses and non-lenses are scored")
+        _check_simulator_settings(self.settings_b)
+
+    def recorded(self) -> dict:
+        """The settings as config.json holds them (the real folder resolved)."""
+        values = asdict(self)
+        values["out"] = str(Path(self.out).resolve())
+        values["real"] = None if self.real is None else str(Path(self.real).expanduser().resolve())
+        for key in ("overwrite", "progress", "workers", "device"):
+            values.pop(key)
+        return values
+
+    def say(self, text: str) -> None:
+        if self.progress is not False:
+            print(f"transfer-check: {text}", file=sys.stderr, flush=True)
+
+
+def _check_simulator_settings(settings: dict) -> None:
+    """Refuse knobs that this simulator does not take, naming them (not a TypeError after set A is done)."""
+    from lexactum.simulate.writer import simulate_dataset
+
+    taken = set(inspect.signature(simulate_dataset).parameters) - {"out", "survey", "n", "layout", "seed",
+                                                                    "workers", "overwrite", "progress"}
+    unknown = sorted(set(settings) - taken)
+    if unknown:
+        raise LexactumError(f"--setting-b {unknown[0]}: not a setting of this simulator (it takes: "
+                            f"{', '.join(sorted(taken))})")
+
+
+def transfer_check(settings: TransferSettings) -> list[dict]:
+    """Run the whole check; returns the table's rows (also in OUT/transfer.csv and transfer.md)."""
+    from lexactum import runs
+    from lexactum.transfer.real import read_real
+
+    settings.check()
+    out = Path(settings.out)
+    runs.check_output_folder(out)
+    real = read_real(settings.real, settings.survey) if settings.real is not None else None
+    _check_previous(out, settings)
+    runs.ensure_folder(out)
+    sim_a = _simulate(settings, SIM_A, settings.n_train + settings.n_test, settings.seed_a, {})
+    model_path, run_dir = _trained_model(settings, sim_a)
+    sim_b = _simulate(settings, SIM_B, settings.n_test, settings.seed_b, settings.settings_b)
+    scored = [(SET_A, *_run_scores(run_dir)), (SET_B, *_score_dataset(settings, model_path, sim_b))]
+    if real is not None:
+        scored.append((SET_REAL, real.ids, real.labels, _score_real(settings, model_path, real)))
+    return _write_outputs(settings, out, scored)
+
+
+def _check_previous(out: Path, settings: TransferSettings) -> None:
+    """A folder holding another check's results is refused unless ``overwrite`` (whose simulations and run
+    are then redone); the same settings continue it."""
+    import shutil
+
+    from lexactum import runs
+
+    if not (out / CONFIG).is_file():
+        return
+    before = runs.read_json(out / CONFIG).get("settings", {})
+    now = settings.recorded()
+    changed = [k for k in now if k not in ("real", "bootstrap") and before.get(k) != now[k]]
+    if not changed:
+        return
+    if not settings.overwrite:
+        raise LexactumError(f"--out {out}: holds a transfer check with other settings ({changed[0]} was "
+                            f"{before.get(changed[0])!r}, now {now[changed[0]]!r}); give another --out, or "
+                            f"--overwrite to redo it")
+    if (out / RUN).is_dir():
+        shutil.rmtree(out / RUN)
+
+
+def _simulate(settings: TransferSettings, name: str, n: int, seed: int, extra: dict) -> Path:
+    from lexactum.simulate.writer import simulate_dataset
+
+    settings.say(f"simulating {name} ({n} {settings.survey} objects, seed {seed})")
+    return simulate_dataset(Path(settings.out) / name, settings.survey, n, layout="train", seed=seed,
+                            workers=settings.workers, overwrite=settings.overwrite,
+                            progress=settings.progress is not False,
+                            **extra)
+
+
+def _training_config(settings: TransferSettings, sim_a: Path):
+    """The TrainConfig of the check: A's folder split into training, validation and the last n_test objects'
+    share as the test part (the run scores it); a run folder already there is resumed."""
+    import shutil
+
+    from lexactum import runs
+    from lexactum.training import TrainConfig
+
+    out = Path(settings.out)
+    total = settings.n_train + settings.n_test
+    overrides = {"epochs": settings.epochs, "device": settings.device, "model_out": str(out / MODEL),
+                 "overwrite": True, "cache_dir": str(out / "cache"), "progress": settings.progress,
+                 "bootstrap": 0}
+    if (out / RUN / runs.LAST_CHECKPOINT).is_file():
+        return TrainConfig.from_run(out / RUN, **overrides)
+    if (out / RUN).is_dir():  # killed before its first epoch ended: nothing in it to keep
+        shutil.rmtree(out / RUN)
+    train_share = settings.n_train / total
+    split = (train_share * (1 - VALIDATION_SHARE), train_share * VALIDATION_SHARE, settings.n_test / total)
+    return TrainConfig(dataset=str(sim_a), survey=settings.survey, network=settings.network,
+                       batch_size=settings.batch_size, split=split, seed=settings.seed_a,
+                       run_dir=str(out / RUN), **overrides)
+
+
+def _trained_model(settings: TransferSettings, sim_a: Path) -> tuple[Path, Path]:
+    """(model file, run folder): reused when a finished check with the same settings left them."""
+    from lexactum import runs
+    from lexactum.training import train
+
+    out = Path(settings.out)
+    model_path, run_dir = out / MODEL, out / RUN
+    finished = (out / CONFIG).is_file() and runs.read_json(out / CONFIG).get("settings", {}).get("epochs")
+    if finished == settings.epochs and model_path.is_file() and (run_dir / "scores.csv").is_file():
+        settings.say(f"reusing the model trained before: {model_path}")
+        return model_path, run_dir
+    settings.say(f"training {settings.network} for {settings.epochs} epochs on {SIM_A}")
+    result = train(_training_config(settings, sim_a))
+    return Path(result.model_path), Path(result.run_dir)
+
+
+def _run_scores(run_dir: Path):
+    """(ids, labels, scores) of the run's test part, from its scores.csv."""
+    import numpy as np
+
+    from lexactum import runs
+
+    rows = runs.read_csv(run_dir / "scores.csv")
+    if not rows:
+        raise LexactumError(f"{run_dir / 'scores.csv'}: missing or empty; run the check again to redo it")
+    return (np.array([int(r["ID"]) for r in rows]), np.array([int(r["label"]) for r in rows]),
+            np.array([float(r["score"]) for r in rows]))
+
+
+def _score_dataset(settings: TransferSettings, model_path: Path, folder: Path):
+    from lexactum.data import ChallengeDataset
+    from lexactum.evaluation.evaluate import score_files
+    from lexactum.models import load_model
+
+    settings.say(f"scoring {folder.name}")
+    model = load_model(model_path, survey=settings.survey)
+    dataset = ChallengeDataset(folder, survey=settings.survey)
+    scores, _ = score_files(model, dataset, device=settings.device, show_progress=settings.progress)
+    return dataset.ids, dataset.labels, scores
+
+
+def _score_real(settings: TransferSettings, model_path: Path, real):
+    from lexactum.data.normalise import normalise
+    from lexactum.evaluation.evaluate import model_normalisation, score
+    from lexactum.models import load_model
+
+    settings.say(f"scoring {len(real.labels)} real images from {real.path}")
+    model = load_model(model_path, survey=settings.survey)
+    images = normalise(real.images.copy(), model_normalisation(model),
+                       mask_value=_mask_value(settings.survey))
+    return score(model, images, device=settings.device)
+
+
+def _mask_value(survey: str):
+    from lexactum.data.surveys import get_survey
+
+    return get_survey(survey).mask_value
+
+
+def _write_outputs(settings: TransferSettings, out: Path, scored: list) -> list[dict]:
+    """scores-<set>.csv, transfer.csv, transfer.md, histograms.png and config.json, all or none of them."""
+    from lexactum import runs
+    from lexactum.transfer.report import COLUMNS, plot_histograms, table_row
+
+    rows = []
+    for name, _ids, labels, scores in scored:
+        try:
+            rows.append(table_row(name, labels, scores, settings.bootstrap))
+        except LexactumError as exc:
+            raise LexactumError(f"set {name}: {exc}") from None
+    with runs.all_or_nothing():
+        for name, ids, labels, scores in scored:
+            runs.write_csv(out / f"scores-{name}.csv", [{"ID": i, "label": int(lab), "score": float(s)}
+                                                        for i, lab, s in zip(ids, labels, scores, strict=True)])
+        runs.write_csv(out / TABLE_CSV, rows, fieldnames=COLUMNS)
+        runs.write_text_atomic(out / TABLE_MD, _markdown(settings, rows))
+        plot_histograms([(name, labels, scores) for name, _, labels, scores in scored], out / HISTOGRAMS)
+        runs.write_json(out / CONFIG, {"settings": settings.recorded(),
+                                       "outputs": [TABLE_CSV, TABLE_MD, HISTOGRAMS]})
+    settings.say(f"wrote {out / TABLE_CSV}, {TABLE_MD}, {HISTOGRAMS}")
+    return rows
+
+
+def _markdown(settings: TransferSettings, rows: list[dict]) -> str:
+    from lexactum.transfer.report import markdown_table
+
+    knobs = ", ".join(f"{k}={v!r}" for k, v in settings.settings_b.items()) or "none (seed only)"
+    return (f"# Transfer check: {settings.survey}, {settings.network}, {settings.epochs} epochs\n\n"
+            f"Trained on {SIM_A} ({settings.n_train} objects, seed {settings.seed_a}; {VALIDATION_SHARE:.0%} "
+            f"of them for validation). {SET_A}: the {SIM_A} objects held out for testing; {SET_B}: "
+            f"{settings.n_test} objects simulated with seed {settings.seed_b}, other settings: {knobs}"
+            + (f"; {SET_REAL}: labelled real images from {settings.recorded()['real']}" if settings.real else "")
+            + ".\n\n" + markdown_table(rows, settings.bootstrap))

@@ -1,0 +1,211 @@
+"""lexactum transfer-check: the table is challenge_metrics of the written scores, the histograms are drawn, the real
+samples are scored when present, a second call reuses the model, and bad input is one line before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lexactum import runs
+from lexactum.cli import main
+from lexactum.errors import LexactumError
+from lexactum.evaluation.metrics import challenge_metrics
+from lexactum.transfer import TransferSettings, transfer_check
+from lexactum.transfer.report import METRICS
+
+#: The real challenge samples (tests/conftest.py's ``samples`` fixture skips without them).
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "challenge_samples"
+
+BOOTSTRAP = 50
+
+
+def _tiny(out, **changes) -> TransferSettings:
+    values = dict(survey="space", out=out, n_train=60, n_test=60, epochs=1, batch_size=16, bootstrap=BOOTSTRAP,
+                  device="cpu", workers=1, progress=False, real=SAMPLES if SAMPLES.is_dir() else None)
+    values.update(changes)
+    return TransferSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    """One tiny check for the whole module (simulating and training once): (out folder, returned rows)."""
+    out = tmp_path_factory.mktemp("transfer") / "check"
+    return out, transfer_check(_tiny(out))
+
+
+def _scores(path):
+    rows = runs.read_csv(path)
+    return np.array([int(r["label"]) for r in rows]), np.array([float(r["score"]) for r in rows])
+
+
+def test_the_table_is_challenge_metrics_of_the_written_scores(checked):
+    out, returned = checked
+    table = runs.read_csv(out / "transfer.csv")
+    assert [r["set"] for r in table][:2] == ["sim_A_test", "sim_B"]
+    assert len(table) == len(returned)
+    for row in table:
+        labels, scores = _scores(out / f"scores-{row['set']}.csv")
+        expected = challenge_metrics(labels, scores, bootstrap=BOOTSTRAP, seed=0)
+        assert int(row["n"]) == expected["n"] == len(scores)
+        assert int(row["lenses"]) == expected["n_lenses"]
+        for m in METRICS:
+            assert float(row[m]) == pytest.approx(expected[m], rel=1e-12)
+            low, high = expected["intervals"][m]
+            assert float(row[f"{m}_low"]) == pytest.approx(low, rel=1e-12)
+            assert float(row[f"{m}_high"]) == pytest.approx(high, rel=1e-12)
+    markdown = (out / "transfer.md").read_text()
+    for row in table:
+        assert f"| {row['set']} | {row['n']} | {row['lenses']} | {float(row['auc']):.3f} [" in markdown
+
+
+def test_set_a_is_the_held_out_part_and_set_b_another_simulation(checked):
+    out, _ = checked
+    split = runs.read_split(out / "run")
+    a_ids = {int(r["ID"]) for r in runs.read_csv(out / "scores-sim_A_test.csv")}
+    assert a_ids == set(split["test"]["ids"]) and not a_ids & set(split["train"]["ids"])
+    b = (out / "sim-B" / "classifications.csv").read_text()
+    a = (out / "sim-A" / "classifications.csv").read_text()
+    assert b.splitlines()[1] != a.splitlines()[1]  # another seed: other objects under the same IDs
+    assert runs.read_json(out / "config.json")["settings"]["seed_b"] == 1
+
+
+def test_the_histograms_are_a_drawn_picture(checked):
+    import matplotlib.image
+
+    out, _ = checked
+    picture = matplotlib.image.imread(out / "histograms.png")
+    assert picture.shape[0] > 200 and picture.shape[1] > 400
+    assert picture[..., :3].std() > 0.05  # not a blank page
+    colours = {tuple(np.round(p, 1)) for p in picture[..., :3].reshape(-1, 3)[::7]}
+    assert len(colours) > 4  # lines of several colours, not only black on white
+
+
+def test_the_real_samples_get_their_row(checked):
+    if not SAMPLES.is_dir():
+        pytest.skip("../shared/challenge_samples is not present")
+    out, _ = checked
+    row = next(r for r in runs.read_csv(out / "transfer.csv") if r["set"] == "real")
+    labels, _ = _scores(out / "scores-real.csv")
+    assert (int(row["n"]), int(row["lenses"])) == (8, 4) == (len(labels), int(labels.sum()))
+    ids = {int(r["ID"]) for r in runs.read_csv(out / "scores-real.csv") if r["label"] == "1"}
+    assert ids == {100002, 100003, 100008, 100010}  # the samples' lens/ folder, as the real key says
+
+
+def test_a_second_call_reuses_the_simulations_and_the_model(checked, monkeypatch):
+    import lexactum.training
+
+    out, returned = checked
+    model_bytes = (out / "model.safetensors").read_bytes()
+
+    def no_training(config):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(lexactum.training, "train", no_training)
+    assert transfer_check(_tiny(out)) == returned
+    assert (out / "model.safetensors").read_bytes() == model_bytes
+
+
+def test_other_settings_in_a_used_folder_are_refused_and_nothing_changes(checked):
+    out, _ = checked
+    before = (out / "transfer.csv").read_bytes()
+    with pytest.raises(LexactumError, match="n_train was 60, now 80.*--overwrite"):
+        transfer_check(_tiny(out, n_train=80))
+    assert (out / "transfer.csv").read_bytes() == before
+
+
+def test_set_b_settings_go_to_the_simulator(tmp_path, monkeypatch):
+    import lexactum.simulate.writer as writer
+    from lexactum.transfer import run
+
+    calls = []
+    monkeypatch.setattr(writer, "simulate_dataset", lambda *a, **kw: calls.append(kw))
+    run._simulate(_tiny(tmp_path), "sim-B", 60, 1, {"min_lensed_flux": 300.0})
+    assert calls[0]["min_lensed_flux"] == 300.0 and calls[0]["seed"] == 1
+
+
+def _fits(path, value=1.0):
+    from astropy.io import fits
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(np.random.default_rng(0).normal(value, 1, (101, 101)).astype(np.float32)).writeto(path)
+
+
+@pytest.mark.parametrize("layout, message", [
+    ({}, "no complete space images (imageEUC_VIS-<ID>.fits) under this folder"),
+    ({"x/imageEUC_VIS-100001.fits": 1}, "has no label (no catalog with is_lens"),
+    ({"lens/imageEUC_VIS-100001.fits": 1, "lens/imageEUC_VIS-100002.fits": 1}, "images are all lenses"),
+])
+def test_a_bad_real_folder_is_one_line_before_any_work(tmp_path, capsys, layout, message):
+    real = tmp_path / "real"
+    real.mkdir()
+    for name in layout:
+        _fits(real / name)
+    out = tmp_path / "out"
+    code = main(["transfer-check", "--survey", "space", "--n-train", "60", "--n-test", "60", "--epochs", "1",
+                 "--real", str(real), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("lexactum transfer-check: error: --real") and err.count("\n") == 1 and message in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-test", "10"], "--n-test 10 is too small: with 70% lenses it holds about 3.0 of the rarer class"),
+    (["--n-train", "0"], "--n-train must be a positive whole number, got 0"),
+    (["--seed-b", "0"], "--seed-b 0 equals --seed-a"),
+    (["--setting-b", "wobble=2"], "--setting-b wobble: not a setting of this simulator"),
+    (["--setting-b", "wobble"], "--setting-b 'wobble': expected KEY=VALUE"),
+    (["--bootstrap", "-1"], "--bootstrap -1: must be a whole number of resamples"),
+])
+def test_bad_settings_are_one_line_before_any_work(tmp_path, capsys, argv, message):
+    out = tmp_path / "out"
+    code = main(["transfer-check", "--survey", "space", "--n-train", "60", "--n-test", "60", "--epochs", "1",
+                 "--out", str(out), *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("lexactum transfer-check: error:") and err.count("\n") == 1 and message in err
+    assert not out.exists()
+
+
+def test_real_labels_come_from_a_catalog_when_the_folder_has_one(make_dataset):
+    from lexactum.data import ChallengeDataset
+    from lexactum.transfer.real import read_real
+
+    root = make_dataset("space", n=12, layout="train")
+    real = read_real(root, "space")
+    data = ChallengeDataset(root, survey="space")
+    assert list(real.ids) == list(data.ids) and list(real.labels) == list(data.labels)
+    assert real.images.shape == (12, 1, 101, 101)
+
+
+def test_a_check_killed_after_training_resumes_its_run_without_training_again(checked, monkeypatch):
+    import lexactum.training
+
+    out, returned = checked
+    (out / "config.json").unlink()  # as if killed before the outputs were written
+    (out / "model.safetensors").unlink()
+    resumed = []
+    real_train = lexactum.training.train
+
+    def recording(config):
+        resumed.append(config.resume)
+        return real_train(config)
+
+    monkeypatch.setattr(lexactum.training, "train", recording)
+    rows = transfer_check(_tiny(out))
+    assert resumed == [True]
+    assert runs.read_json(out / "run" / "config.json")["config"]["epochs"] == 1
+    assert [r["set"] for r in rows] == [r["set"] for r in returned]
+    assert rows[0] == returned[0]  # the same model scored the same held-out objects
+
+
+def test_a_run_killed_before_its_first_checkpoint_starts_afresh(tmp_path):
+    from lexactum.transfer.run import _training_config
+
+    out = tmp_path / "check"
+    runs.write_json(out / "run" / "config.json", {"config": {"dataset": str(tmp_path / "sim-A")}})
+    config = _training_config(_tiny(out), tmp_path / "sim-A")
+    assert not config.resume and not (out / "run").exists()
+    assert config.split[2] == pytest.approx(0.5) and config.run_dir == str(out / "run")
