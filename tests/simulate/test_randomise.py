@@ -205,3 +205,16 @@ def test_noise_correlation_and_sky_residuals_are_rendered():
     assert np.allclose(sky.mean(axis=(1, 2)), [0.2, -0.1, 0.0, 0.1], atol=1e-3)
     left_right = sky[0, :, -10:].mean() - sky[0, :, :10].mean()
     assert left_right == pytest.approx(0.3 * 91 / 101, rel=0.02)
+
+
+@pytest.mark.parametrize("argv, randomised", [
+    (["--layout", "train"], True), (["--layout", "train", "--no-randomise"], False),
+    (["--layout", "test"], False), (["--layout", "test", "--randomise"], True)])
+def test_cli_randomises_training_sets_by_default(tmp_path, capsys, argv, randomised):
+    from lexactum.cli import main
+
+    out = tmp_path / "sim"
+    assert main(["simulate", "--survey", "space", "--n", "2", "--out", str(out), "--workers", "1"] + argv) == 0
+    assert json.loads((out / writer.MANIFEST).read_text()).get("randomise", False) is randomised
+    said = "randomised" if randomised else "fixed instrument and population"
+    assert f"layout, {said}) to {out}" in capsys.readouterr().out
