@@ -6,6 +6,7 @@ import dataclasses
 import filecmp
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,17 @@ def test_each_knob_stays_in_its_range_and_varies(drawn, knob):
         return
     spread = (values - lows) / (highs - lows)
     assert np.ptp(spread) > 0.5, f"{knob} barely varies: {values.min()}..{values.max()}"
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"shear": (0.1, 0.0)}, "randomisation range shear = (0.1, 0.0): need low <= high"),
+    ({"noise_factor": (0.0, 1.2)}, "randomisation range noise_factor = (0.0, 1.2): need low <= high and low > 0"),
+    ({"psf_fwhm": ((0.2, 0.1),)}, "randomisation range psf_fwhm = (0.2, 0.1)")])
+def test_a_bad_range_is_one_clear_error(change, message):
+    from lexactum.errors import LexactumError
+
+    with pytest.raises(LexactumError, match=re.escape(message)):
+        dataclasses.replace(SPACE.ranges, **change)
 
 
 def test_einstein_radius_keeps_the_calibrated_quantiles_and_varies(drawn):

@@ -80,6 +80,19 @@ class RandomRanges:
     sources: tuple[tuple[str, str], ...] = ()
     """(knob, source or reason) for every knob above."""
 
+    def __post_init__(self) -> None:
+        """Each range is (low, high) with low <= high; scale factors and widths positive: checked once, here."""
+        positive = {"psf_fwhm", "psf_beta", "noise_factor", "lens_size_factor", "source_size_factor",
+                    "clump_sigma"}
+        for f in dataclasses.fields(self):
+            if f.name in ("sources", "source_mag_shift"):
+                continue
+            value = getattr(self, f.name)
+            for low, high in (value if f.name == "psf_fwhm" else (value,)):
+                if not low <= high or (f.name in positive and low <= 0):
+                    raise LexactumError(f"randomisation range {f.name} = ({low}, {high}): need low <= high"
+                                        + (" and low > 0" if f.name in positive else ""))
+
     def source(self, knob: str) -> str:
         return dict(self.sources)[knob]
 
