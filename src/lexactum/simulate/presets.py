@@ -255,7 +255,7 @@ GROUND_RANGES = dataclasses.replace(
     source_colour_jitter=(-0.4, 0.4),
     clump_colour_jitter=(-0.3, 0.3),
     mask_share=(0.15, 0.45),
-    source_mag_shift=-0.25,
+    source_mag_shift=-0.15,
     sources=_SHARED_SOURCES + (
         ("psf_fwhm", "KiDS DR4 seeing distributions per band (Kuijken et al. 2019, fig. 3): r 0.55-0.85 "
                      "(r is observed in the best seeing; its tails cut to keep the catalogs calibrated), "
