@@ -167,7 +167,7 @@ def test_off_writes_the_same_bytes_as_before_randomisation(tmp_path, survey, lay
     root = simulate_dataset(tmp_path / "sim", survey, 4, layout=layout, seed=seed, lens_fraction=0.5, workers=1,
                             progress=False, **kwargs)
     assert _digest(root) == BEFORE_RANDOMISATION[(survey, layout, seed)]
-    assert "randomise" not in json.loads((root / writer.MANIFEST).read_text())
+    assert json.loads((root / writer.MANIFEST).read_text())["randomise"] is False
 
 
 def test_randomised_bytes_do_not_depend_on_workers(tmp_path):
@@ -227,6 +227,24 @@ def test_cli_randomises_training_sets_by_default(tmp_path, capsys, argv, randomi
 
     out = tmp_path / "sim"
     assert main(["simulate", "--survey", "space", "--n", "2", "--out", str(out), "--workers", "1"] + argv) == 0
-    assert json.loads((out / writer.MANIFEST).read_text()).get("randomise", False) is randomised
+    assert json.loads((out / writer.MANIFEST).read_text())["randomise"] is randomised
     said = "randomised" if randomised else "fixed instrument and population"
     assert f"layout, {said}) to {out}" in capsys.readouterr().out
+
+
+def test_a_run_resumes_only_with_the_same_randomisation(tmp_path):
+    from lexactum.errors import LexactumError
+
+    out = simulate_dataset(tmp_path / "sim", "space", 2, layout="train", workers=1, progress=False)
+    with pytest.raises(LexactumError, match="other parameters: randomise True \\(now False\\)"):
+        simulate_dataset(out, "space", 2, layout="train", workers=1, progress=False, randomise=False)
+    # a manifest written before randomisation existed (no such key) resumes as a run without it
+    off = simulate_dataset(tmp_path / "off", "space", 2, layout="test", workers=1, progress=False)
+    manifest = json.loads((off / writer.MANIFEST).read_text())
+    del manifest["randomise"]
+    (off / writer.MANIFEST).write_text(json.dumps(manifest))
+    before = _digest(off)
+    simulate_dataset(off, "space", 2, layout="test", workers=1, progress=False)
+    assert _digest(off) == before
+    with pytest.raises(LexactumError, match="randomise False \\(now True\\)"):
+        simulate_dataset(off, "space", 2, layout="test", workers=1, progress=False, randomise=True)

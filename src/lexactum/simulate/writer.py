@@ -126,6 +126,8 @@ def _format_value(value) -> str:
 
 MANIFEST = ".lexactum-simulate.json"
 ROWS_JOURNAL = ".lexactum-simulate-rows.jsonl"
+#: Meaning of a parameter missing from a manifest written before the parameter existed.
+MANIFEST_DEFAULTS = {"randomise": False}
 REPORT_PNG = "simulation-report.png"
 #: Draws of a lens at most when ``min_lensed_flux`` asks for a brighter one (then the last is kept).
 MAX_REDRAWS = 100
@@ -189,8 +191,7 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
     params = {"simulator_version": SIMULATOR_VERSION, "survey": fmt.name, "layout": layout, "n": int(n),
               "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
               "min_lensed_flux": float(min_lensed_flux)}
-    if randomise:  # absent when off: manifests written before randomisation existed still resume
-        params["randomise"] = True
+    params["randomise"] = randomise
     _check_space(out, fmt, int(n) - (len(_read_journal(out / ROWS_JOURNAL)) if out.is_dir() else 0))
     _prepare_output(out, params, overwrite)
     write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=False), indent=1) + "\n")
@@ -357,6 +358,8 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
             previous = json.loads(manifest.read_text())
         except (OSError, ValueError):
             previous = None
+    if previous is not None:
+        previous = {**MANIFEST_DEFAULTS, **previous}
     if previous is not None and all(previous.get(k) == v for k, v in params.items()):
         return  # same parameters: resume (or re-check a finished run)
     if previous is None:  # never delete data this program did not write (a real challenge set, say)
