@@ -16,7 +16,7 @@ def test_simulate_writes_a_dataset_and_a_report(tmp_path, capsys):
                  "--seed", "2", "--lens-fraction", "0.5", "--workers", "1", "--report", "--report-lenses", "12"])
     assert code == 0
     text = capsys.readouterr().out
-    assert f"wrote 6 ground objects (train layout) to {out}" in text
+    assert f"wrote 6 ground objects (train layout, randomised) to {out}" in text
     assert "Einstein radius (\") simulated" in text and "KS" in text
     assert (out / "classifications.csv").is_file()
     png = out / "simulation-report.png"

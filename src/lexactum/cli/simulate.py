@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+
 EPILOG = """examples:
   lexactum simulate --survey space --n 4000 --out data/sim/space
   lexactum simulate --survey ground --n 20000 --out data/sim/ground_train --layout train --seed 1
   lexactum simulate --survey ground --n 2000 --out data/sim/g --lens-fraction 0.5 --workers 8 --report
   lexactum simulate --survey space --n 500 --out data/sim/s --report --real-key SpaceBasedTraining/classifications.csv
   lexactum simulate --survey space --n 3000 --out data/demo/space --min-lensed-flux 300   # easier demo set
+  lexactum simulate --survey space --n 6000 --out data/sim/s_train --layout train --no-randomise
+
+--randomise (the default for --layout train) draws each object's PSF (width, Moffat shape, ellipticity),
+noise level and correlation, sky residuals, lens light profile, source size, shape and clumps, shear,
+colours per band and the shares of neighbours, stars and masks from the ranges in the survey preset
+(docs/simulation.md lists them with their sources), so that a network cannot learn one fixed simulator.
+--no-randomise (the default for --layout test) keeps the fixed choices: the same seed writes the same
+bytes as before randomisation existed.
 
 The output is read like the real data ('lexactum dataset info OUT'). A killed run continues when started
 again with the same options (--workers may differ: the bytes do not depend on it); other options are
@@ -46,6 +56,9 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--min-lensed-flux", type=float, default=0.0, metavar="SIGMA",
                         help="redraw lenses whose lensed flux is below SIGMA (0: the population calibrated on "
                              "the real keys; e.g. 300 for small, easier demonstration sets)")
+    parser.add_argument("--randomise", action=argparse.BooleanOptionalAction, default=None,
+                        help="draw instrument and population choices per object from the preset's ranges "
+                             "(default: on for --layout train, off for --layout test)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a simulation with other options already in --out (the same options resume "
                              "it); a folder that is not a lexactum simulation is never replaced")
@@ -74,14 +87,20 @@ def run(args) -> int:
         real = catalog.read_training_key(args.real_key)
     out = simulate_dataset(args.out, args.survey, args.n, layout=args.layout, seed=args.seed,
                            lens_fraction=args.lens_fraction, workers=args.workers, overwrite=args.overwrite,
-                           min_lensed_flux=args.min_lensed_flux)
-    print(f"wrote {args.n} {args.survey} objects ({args.layout} layout) to {out}")
+                           min_lensed_flux=args.min_lensed_flux, randomise=args.randomise)
+    from lexactum.simulate.randomise import enabled
+
+    randomised = enabled(args.layout, args.randomise)
+    print(f"wrote {args.n} {args.survey} objects ({args.layout} layout, "
+          f"{'randomised' if randomised else 'fixed instrument and population'}) to {out}")
     if args.report:
+        import dataclasses
+
         from lexactum.simulate import catalog
         from lexactum.simulate.presets import get_preset
         from lexactum.simulate.writer import REPORT_PNG
 
-        physics = get_preset(args.survey)
+        physics = dataclasses.replace(get_preset(args.survey), randomise=randomised)
         simulated = catalog.simulated_lens_quantities(physics, args.report_lenses, seed=args.seed,
                                                       workers=args.workers or _cores(), progress=True)
         comparison = catalog.compare(simulated, physics, real)

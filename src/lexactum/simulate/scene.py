@@ -1,7 +1,9 @@
 """One simulated field: mass, lens light, lensed source, neighbours, PSF, noise and masks (lenstronomy).
 
 A field is drawn from the survey's priors as a :class:`Field` (plain numbers, no randomness left), then
-rendered. Each kind of object (lens galaxy, source, its clumps, each neighbour) is rendered once, with
+rendered. Its instrument and population choices (PSF, noise, sky, profile ranges, colours, shares) come from
+:mod:`lexactum.simulate.randomise`: fixed, or drawn per object when the preset's ``randomise`` is set.
+Each kind of object (lens galaxy, source, its clumps, each neighbour) is rendered once, with
 unit flux, on a supersampled grid (lenstronomy ``LensModel`` ray shooting + ``LightModel`` profiles); the
 bands are sums of those with the object's flux in that band, convolved with the band's PSF. This is what
 lenstronomy's ``ImageModel`` computes with regular supersampling, but the ray shooting and profiles are done
@@ -15,6 +17,7 @@ from functools import cache
 
 import numpy as np
 
+from lexactum.simulate import randomise
 from lexactum.simulate.presets import SurveyPhysics
 
 #: Sub-pixels per pixel side when integrating the light over pixels.
@@ -49,6 +52,8 @@ class Field:
     mag_source: float
     masks: list[tuple[int, np.ndarray]] = field(default_factory=list)
     """(band, flat pixel indices) set to the survey's mask value."""
+    conditions: randomise.Conditions | None = None
+    """The instrument and population choices it was drawn with (None: the fixed ones)."""
 
     @property
     def einstein_area(self) -> float:
@@ -81,12 +86,13 @@ def band_fluxes(physics: SurveyPhysics, mag: float, colour: tuple[float, ...]) -
     return tuple(physics.flux(mag + offsets[b], b) for b in range(physics.n_bands))
 
 
-def draw_mass(physics: SurveyPhysics, rng: np.random.Generator) -> tuple[float, list[dict], float]:
+def draw_mass(physics: SurveyPhysics, rng: np.random.Generator,
+              cond: randomise.Conditions) -> tuple[float, list[dict], float]:
     """SIE + external shear around the centre: (theta_E, lenstronomy kwargs, position angle)."""
     theta_e = sample_einstein_radius(physics, rng)
     e1, e2, phi = ellipticity(rng, (0.55, 0.98))
     centre = rng.normal(0.0, 0.5 * physics.pixel_scale, 2)
-    gamma = rng.uniform(0.0, 0.07)
+    gamma = rng.uniform(*cond.shear)
     gphi = rng.uniform(0.0, np.pi)
     kwargs = [
         {"theta_E": theta_e, "e1": e1, "e2": e2, "center_x": float(centre[0]), "center_y": float(centre[1])},
@@ -97,15 +103,15 @@ def draw_mass(physics: SurveyPhysics, rng: np.random.Generator) -> tuple[float, 
 
 
 def draw_lens_light(physics: SurveyPhysics, rng: np.random.Generator, theta_e: float, mass: dict,
-                    mass_phi: float) -> tuple[Component, float]:
+                    mass_phi: float, cond: randomise.Conditions) -> tuple[Component, float]:
     """Elliptical Sersic roughly aligned with the mass; bigger Einstein radius, brighter and larger galaxy."""
     mag = physics.lens_mag_small - 3.0 * np.log10(1.0 + theta_e) + rng.normal(0.0, 0.7)
     mag = float(np.clip(mag, physics.lens_mag_small - 5.0, physics.lens_mag_small + 2.0))
-    radius = float(10 ** rng.normal(np.log10(0.5 + 0.4 * theta_e), 0.15))
-    e1, e2, _ = ellipticity(rng, (0.6, 1.0), phi=mass_phi + rng.normal(0.0, np.radians(10.0)))
-    kwargs = {"R_sersic": radius, "n_sersic": float(rng.uniform(2.5, 5.0)), "e1": e1, "e2": e2,
+    radius = float(10 ** rng.normal(np.log10(0.5 + 0.4 * theta_e), 0.15)) * cond.lens_size_factor
+    e1, e2, _ = ellipticity(rng, cond.lens_axis_ratio, phi=mass_phi + rng.normal(0.0, np.radians(10.0)))
+    kwargs = {"R_sersic": radius, "n_sersic": float(rng.uniform(*cond.lens_sersic_n)), "e1": e1, "e2": e2,
               "center_x": mass["center_x"], "center_y": mass["center_y"]}
-    return Component("SERSIC_ELLIPSE", kwargs, band_fluxes(physics, mag, physics.lens_colour)), mag
+    return Component("SERSIC_ELLIPSE", kwargs, band_fluxes(physics, mag, cond.lens_colour)), mag
 
 
 def source_magnitude(physics: SurveyPhysics, u: float) -> float:
@@ -116,37 +122,41 @@ def source_magnitude(physics: SurveyPhysics, u: float) -> float:
     return float(mean + sd * ndtri(u * ndtr((physics.source_mag_faint - mean) / sd)))
 
 
-def draw_source(physics: SurveyPhysics, rng: np.random.Generator, theta_e: float) -> tuple[list[Component], float]:
-    """A Sersic galaxy plus 0-3 star-forming clumps, placed to give arcs, rings, doubles, quads or weak arcs."""
-    mag = source_magnitude(physics, rng.random())
+def draw_source(physics: SurveyPhysics, rng: np.random.Generator, theta_e: float,
+                cond: randomise.Conditions) -> tuple[list[Component], float]:
+    """A Sersic galaxy plus star-forming clumps, placed to give arcs, rings, doubles, quads or weak arcs."""
+    mag = source_magnitude(physics, rng.random()) + cond.source_mag_shift
     radius = float(10 ** rng.normal(np.log10(physics.source_radius_median), physics.source_radius_sd_dex))
+    radius *= cond.source_size_factor
     if rng.random() < physics.barely_lensed_share:
         offset = theta_e * rng.uniform(1.3, 3.0) + radius  # outside the caustics: one weakly distorted image
     else:
         offset = theta_e * physics.source_offset_max * np.sqrt(rng.random())
     angle = rng.uniform(0.0, 2 * np.pi)
     cx, cy = float(offset * np.cos(angle)), float(offset * np.sin(angle))
-    n_clumps = int(rng.integers(0, 4))
-    clump_share = rng.uniform(0.1, 0.4) if n_clumps else 0.0
-    body_fluxes = band_fluxes(physics, mag, physics.source_colour)
-    e1, e2, _ = ellipticity(rng, (0.4, 1.0))
+    n_clumps = int(rng.integers(cond.clumps[0], cond.clumps[1] + 1))
+    clump_share = rng.uniform(*cond.clump_share) if n_clumps else 0.0
+    body_fluxes = band_fluxes(physics, mag, cond.source_colour)
+    e1, e2, _ = ellipticity(rng, cond.source_axis_ratio)
     components = [Component(
         "SERSIC_ELLIPSE",
-        {"R_sersic": radius, "n_sersic": float(rng.uniform(0.7, 2.5)), "e1": e1, "e2": e2,
+        {"R_sersic": radius, "n_sersic": float(rng.uniform(*cond.source_sersic_n)), "e1": e1, "e2": e2,
          "center_x": cx, "center_y": cy},
         tuple(f * (1.0 - clump_share) for f in body_fluxes), lensed=True)]
-    clump_colour = tuple(s + c for s, c in zip(physics.source_colour, physics.clump_colour, strict=True))
+    clump_colour = tuple(s + c for s, c in zip(cond.source_colour, cond.clump_colour, strict=True))
     clump_fluxes = band_fluxes(physics, mag, clump_colour)
     for _ in range(n_clumps):
         r, a = radius * rng.uniform(0.0, 1.0), rng.uniform(0.0, 2 * np.pi)
         components.append(Component(
             "GAUSSIAN",
-            {"sigma": float(rng.uniform(0.03, 0.08)), "center_x": cx + r * np.cos(a), "center_y": cy + r * np.sin(a)},
+            {"sigma": float(rng.uniform(*cond.clump_sigma)), "center_x": cx + r * np.cos(a),
+             "center_y": cy + r * np.sin(a)},
             tuple(f * clump_share / n_clumps for f in clump_fluxes), lensed=True))
     return components, mag
 
 
-def draw_neighbours(physics: SurveyPhysics, rng: np.random.Generator) -> list[Component]:
+def draw_neighbours(physics: SurveyPhysics, rng: np.random.Generator,
+                    cond: randomise.Conditions) -> list[Component]:
     """Unlensed galaxies and stars elsewhere in the field, in a share of fields."""
     half = IMAGE_SIZE * physics.pixel_scale / 2.0
     components = []
@@ -156,7 +166,7 @@ def draw_neighbours(physics: SurveyPhysics, rng: np.random.Generator) -> list[Co
         a = rng.uniform(0.0, 2 * np.pi)
         return float(r * np.cos(a)), float(r * np.sin(a))
 
-    if rng.random() < physics.neighbour_share:
+    if rng.random() < cond.neighbour_share:
         for _ in range(int(rng.integers(1, 4))):
             x, y = position()
             e1, e2, _ = ellipticity(rng, (0.3, 1.0))
@@ -166,7 +176,7 @@ def draw_neighbours(physics: SurveyPhysics, rng: np.random.Generator) -> list[Co
                       "e1": e1, "e2": e2, "center_x": x, "center_y": y}
             fluxes = band_fluxes(physics, rng.uniform(19.5, 24.5), colour)
             components.append(Component("SERSIC_ELLIPSE", kwargs, fluxes))
-    if rng.random() < physics.star_share:
+    if rng.random() < cond.star_share:
         for _ in range(int(rng.integers(1, 3))):
             x, y = position()
             colour = tuple(rng.uniform(-0.3, 1.0) * c for c in physics.lens_colour)
@@ -175,9 +185,14 @@ def draw_neighbours(physics: SurveyPhysics, rng: np.random.Generator) -> list[Co
     return components
 
 
-def draw_masks(physics: SurveyPhysics, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
-    """Masked pixels like the real ground images: a few lines (trails, bleed columns) and blobs per band."""
-    if physics.mask_value is None or rng.random() >= physics.mask_share:
+def draw_masks(physics: SurveyPhysics, rng: np.random.Generator,
+               share: float | None = None) -> list[tuple[int, np.ndarray]]:
+    """Masked pixels like the real ground images: a few lines (trails, bleed columns) and blobs per band.
+
+    ``share``: the chance of a field with masks (default: the preset's).
+    """
+    share = physics.mask_share if share is None else share
+    if physics.mask_value is None or rng.random() >= share:
         return []
     n = IMAGE_SIZE
     yy, xx = np.mgrid[:n, :n]
@@ -198,20 +213,26 @@ def draw_masks(physics: SurveyPhysics, rng: np.random.Generator) -> list[tuple[i
 
 
 def draw_field(physics: SurveyPhysics, rng: np.random.Generator, is_lens: bool) -> Field:
-    """Draw one field from the priors; non-lenses are the same kinds of fields without a lensed source."""
-    theta_e, kwargs_lens, phi = draw_mass(physics, rng)
-    lens_light, mag_lens = draw_lens_light(physics, rng, theta_e, kwargs_lens[0], phi)
-    source, mag_source = draw_source(physics, rng, theta_e)  # drawn for non-lenses too: same rng stream
+    """Draw one field from the priors; non-lenses are the same kinds of fields without a lensed source.
+
+    The conditions (instrument, population ranges) come first: drawn per object when ``physics.randomise``,
+    otherwise fixed, and then nothing else is drawn, so a seed gives the fields it gave before randomisation.
+    """
+    cond = randomise.conditions(physics, rng)
+    theta_e, kwargs_lens, phi = draw_mass(physics, rng, cond)
+    lens_light, mag_lens = draw_lens_light(physics, rng, theta_e, kwargs_lens[0], phi, cond)
+    source, mag_source = draw_source(physics, rng, theta_e, cond)  # drawn for non-lenses too: same rng stream
     z_lens = float(rng.uniform(0.2, 0.9))
     z_source = float(z_lens + rng.uniform(0.5, 2.5))
-    neighbours = draw_neighbours(physics, rng)
+    neighbours = draw_neighbours(physics, rng, cond)
     noisy = rng.random() < physics.noisy_share
     factor = float(rng.uniform(*physics.noisy_range)) if noisy else 1.0
-    masks = draw_masks(physics, rng)
+    masks = draw_masks(physics, rng, cond.mask_share)
     components = [lens_light] + (source if is_lens else []) + neighbours
+    noise_sigma = tuple(s * factor * f for s, f in zip(physics.noise_sigma, cond.noise_factor, strict=True))
     return Field(is_lens=bool(is_lens), theta_e=theta_e, kwargs_lens=kwargs_lens, components=components,
-                 noise_sigma=tuple(s * factor for s in physics.noise_sigma), z_lens=z_lens, z_source=z_source,
-                 mag_lens=mag_lens, mag_source=mag_source if is_lens else float("nan"), masks=masks)
+                 noise_sigma=noise_sigma, z_lens=z_lens, z_source=z_source, mag_lens=mag_lens,
+                 mag_source=mag_source if is_lens else float("nan"), masks=masks, conditions=cond)
 
 
 # ----------------------------------------------------------------------------------------------- render
@@ -281,15 +302,29 @@ def noise_free_bands(physics: SurveyPhysics, fld: Field, lensed_only: bool = Fal
         for i, b in enumerate(bands):
             out[i] += component.flux[b] * unit
     for i, b in enumerate(bands):
-        out[i] = convolve(out[i], psf_kernel(physics.psf_fwhm[b], physics.pixel_scale))
+        out[i] = convolve(out[i], field_psf(physics, fld, b))
     return out
 
 
+def field_psf(physics: SurveyPhysics, fld: Field, band: int) -> np.ndarray:
+    """The PSF kernel of ``band`` in this field: the preset's Gaussian, or its drawn Moffat."""
+    cond = fld.conditions
+    if cond is None or cond.gaussian_psf:
+        fwhm = physics.psf_fwhm[band] if cond is None else cond.psf_fwhm[band]
+        return psf_kernel(fwhm, physics.pixel_scale)
+    return randomise.psf_kernel(cond.psf_fwhm[band], cond.psf_beta, cond.psf_e1, cond.psf_e2, physics.pixel_scale)
+
+
 def render_field(physics: SurveyPhysics, fld: Field, rng: np.random.Generator) -> np.ndarray:
-    """(C, H, W) float32 observed image: noise-free bands + Gaussian noise, then masked pixels."""
+    """(C, H, W) float32 observed image: noise-free bands + (correlated) Gaussian noise + sky residual,
+    then masked pixels."""
     image = noise_free_bands(physics, fld)
     sigma = np.asarray(fld.noise_sigma)[:, None, None]
-    image += rng.standard_normal(image.shape) * sigma
+    cond = fld.conditions
+    correlation = 0.0 if cond is None else cond.noise_correlation
+    image += randomise.correlated_noise(rng, image.shape, correlation) * sigma
+    if cond is not None and any(cond.sky_offset + cond.sky_gradient):
+        image += randomise.sky_residual(cond, sigma, IMAGE_SIZE)
     image = image.astype(np.float32)
     for band, pixels in fld.masks:
         image[band].flat[pixels] = physics.mask_value

@@ -8,6 +8,7 @@ Both layouts (see docs/challenge-data.md): the training layout (``Data.k/Public/
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -125,6 +126,8 @@ def _format_value(value) -> str:
 
 MANIFEST = ".lexactum-simulate.json"
 ROWS_JOURNAL = ".lexactum-simulate-rows.jsonl"
+#: Meaning of a parameter missing from a manifest written before the parameter existed.
+MANIFEST_DEFAULTS = {"randomise": False}
 REPORT_PNG = "simulation-report.png"
 #: Draws of a lens at most when ``min_lensed_flux`` asks for a brighter one (then the last is kept).
 MAX_REDRAWS = 100
@@ -147,7 +150,7 @@ TEST_COMMENTS = (
 def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test", seed: int = 0,
                      lens_fraction: float | None = None, workers: int | None = None, overwrite: bool = False,
                      progress: bool = True, per_folder: int = OBJECTS_PER_FOLDER,
-                     min_lensed_flux: float = 0.0) -> Path:
+                     min_lensed_flux: float = 0.0, randomise: bool | None = None) -> Path:
     """Simulate ``n`` objects of ``survey`` in the challenge's ``layout`` under ``out``; returns ``out``.
 
     Objects are drawn from per-object seeds, so the bytes do not depend on ``workers``. A killed run
@@ -155,6 +158,8 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
     different parameters are refused unless ``overwrite``. The catalog is written last.
     ``min_lensed_flux`` (in sigma; 0 keeps the population calibrated on the real keys) redraws lenses whose
     lensed source is fainter, for small demonstrations where barely visible lenses only add noise.
+    ``randomise`` draws the instrument and population choices per object from the preset's ranges
+    (:mod:`lexactum.simulate.randomise`); None: on for the train layout, off for the test layout.
     """
     from lexactum.data.surveys import get_survey
     from lexactum.errors import LexactumError, plain_number
@@ -179,10 +184,14 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
         raise LexactumError(f"--workers must be at least 1, got {workers}")
     if isinstance(per_folder, bool) or not isinstance(per_folder, (int, np.integer)) or per_folder < 1:
         raise LexactumError(f"objects per folder must be a positive integer, got {plain_number(per_folder)!r}")
+    from lexactum.simulate.randomise import enabled
+
+    randomise = enabled(layout, randomise)
     out = Path(out)
     params = {"simulator_version": SIMULATOR_VERSION, "survey": fmt.name, "layout": layout, "n": int(n),
               "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
               "min_lensed_flux": float(min_lensed_flux)}
+    params["randomise"] = randomise
     _check_space(out, fmt, int(n) - (len(_read_journal(out / ROWS_JOURNAL)) if out.is_dir() else 0))
     _prepare_output(out, params, overwrite)
     write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=False), indent=1) + "\n")
@@ -192,7 +201,7 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
     todo = [i for i in range(n) if 100_000 + i not in rows
             or not all(p.is_file() for p in band_paths(out, fmt, layout, i, 100_000 + i, per_folder))]
     tasks = [(str(out), fmt.name, layout, int(seed), float(lens_fraction), int(per_folder), i,
-              float(min_lensed_flux)) for i in todo]
+              float(min_lensed_flux), randomise) for i in todo]
     from lexactum.progress import progress as progress_bar
 
     with _journal(out / ROWS_JOURNAL) as append:
@@ -279,8 +288,10 @@ def simulate_object(task: tuple) -> dict:
     from lexactum.simulate import catalog, scene
     from lexactum.simulate.presets import get_preset
 
-    root, survey, layout, seed, lens_fraction, per_folder, index, min_lensed_flux = task
+    root, survey, layout, seed, lens_fraction, per_folder, index, min_lensed_flux = task[:8]
     fmt, physics = get_survey(survey), get_preset(survey)
+    if len(task) > 8 and task[8]:
+        physics = dataclasses.replace(physics, randomise=True)
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     is_lens = rng.random() < lens_fraction
     fld = scene.draw_field(physics, rng, is_lens)
@@ -347,6 +358,8 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
             previous = json.loads(manifest.read_text())
         except (OSError, ValueError):
             previous = None
+    if previous is not None:
+        previous = {**MANIFEST_DEFAULTS, **previous}
     if previous is not None and all(previous.get(k) == v for k, v in params.items()):
         return  # same parameters: resume (or re-check a finished run)
     if previous is None:  # never delete data this program did not write (a real challenge set, say)
