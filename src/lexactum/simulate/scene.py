@@ -15,6 +15,7 @@ from functools import cache
 
 import numpy as np
 
+from lexactum.simulate import impostors
 from lexactum.simulate.presets import SurveyPhysics
 
 #: Sub-pixels per pixel side when integrating the light over pixels.
@@ -49,6 +50,8 @@ class Field:
     mag_source: float
     masks: list[tuple[int, np.ndarray]] = field(default_factory=list)
     """(band, flat pixel indices) set to the survey's mask value."""
+    artefacts: list = field(default_factory=list)
+    """Impostor light and detector artefacts painted on the rendered image (:mod:`.impostors`)."""
 
     @property
     def einstein_area(self) -> float:
@@ -209,9 +212,11 @@ def draw_field(physics: SurveyPhysics, rng: np.random.Generator, is_lens: bool) 
     factor = float(rng.uniform(*physics.noisy_range)) if noisy else 1.0
     masks = draw_masks(physics, rng)
     components = [lens_light] + (source if is_lens else []) + neighbours
-    return Field(is_lens=bool(is_lens), theta_e=theta_e, kwargs_lens=kwargs_lens, components=components,
-                 noise_sigma=tuple(s * factor for s in physics.noise_sigma), z_lens=z_lens, z_source=z_source,
-                 mag_lens=mag_lens, mag_source=mag_source if is_lens else float("nan"), masks=masks)
+    fld = Field(is_lens=bool(is_lens), theta_e=theta_e, kwargs_lens=kwargs_lens, components=components,
+                noise_sigma=tuple(s * factor for s in physics.noise_sigma), z_lens=z_lens, z_source=z_source,
+                mag_lens=mag_lens, mag_source=mag_source if is_lens else float("nan"), masks=masks)
+    impostors.dress(physics, rng, fld)  # non-lenses only: spirals, rings, mergers, ..., artefacts
+    return fld
 
 
 # ----------------------------------------------------------------------------------------------- render
@@ -290,6 +295,7 @@ def render_field(physics: SurveyPhysics, fld: Field, rng: np.random.Generator) -
     image = noise_free_bands(physics, fld)
     sigma = np.asarray(fld.noise_sigma)[:, None, None]
     image += rng.standard_normal(image.shape) * sigma
+    impostors.paint(physics, fld, image)
     image = image.astype(np.float32)
     for band, pixels in fld.masks:
         image[band].flat[pixels] = physics.mask_value
