@@ -117,7 +117,7 @@ def _polar(r: float, angle: float, cx: float, cy: float) -> tuple[float, float]:
 
 def _spiral(physics, rng, fld, cx, cy, out: Dressing) -> None:
     """Exponential disk (Sersic n=1) plus 2-4 logarithmic arms sharing its inclination."""
-    mag = fld.mag_lens + rng.uniform(-1.0, 0.5)
+    mag = fld.mag_lens + rng.uniform(-0.5, 1.0)
     scale = rng.uniform(0.4, 1.2)
     q, phi = rng.uniform(0.4, 1.0), rng.uniform(0.0, np.pi)
     out.components.append(_sersic(physics, rng, cx, cy, mag, rng.uniform(0.3, 0.7), 1.68 * scale, 1.0,
@@ -161,7 +161,7 @@ def _tidal(physics, rng, fld, cx, cy, out: Dressing) -> None:
 
 
 def _edge_on(physics, rng, fld, cx, cy, out: Dressing) -> None:
-    out.components.append(_sersic(physics, rng, cx, cy, fld.mag_lens + rng.uniform(-0.5, 1.0),
+    out.components.append(_sersic(physics, rng, cx, cy, fld.mag_lens + rng.uniform(0.0, 1.5),
                                   rng.uniform(0.3, 0.8), rng.uniform(0.6, 1.5), rng.uniform(0.8, 1.2), (0.1, 0.25)))
 
 
@@ -179,7 +179,7 @@ def _group(physics, rng, fld, cx, cy, out: Dressing) -> None:
     reach = min(4.0, 0.45 * scene.IMAGE_SIZE * physics.pixel_scale)
     for _ in range(int(rng.integers(2, 6))):
         x, y = _polar(rng.uniform(1.0, reach), rng.uniform(0, 2 * np.pi), cx, cy)
-        out.components.append(_sersic(physics, rng, x, y, fld.mag_lens + rng.uniform(0.0, 2.0),
+        out.components.append(_sersic(physics, rng, x, y, fld.mag_lens + rng.uniform(0.5, 2.5),
                                       rng.uniform(0.7, 1.0), 10 ** rng.uniform(-0.5, 0.0), rng.uniform(2.5, 4.5)))
 
 
