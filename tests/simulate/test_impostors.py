@@ -71,8 +71,27 @@ def test_lenses_are_never_dressed_and_their_fields_are_unchanged(monkeypatch):
     dressed = [bool(f.artefacts) or f.components != plain.components
                for f, plain in zip(non_lenses, plain_non_lenses, strict=True)]
     assert 0 < sum(dressed) < len(dressed)
-    for f, plain in zip(non_lenses, plain_non_lenses, strict=True):
-        assert f.components[:len(plain.components)] == plain.components  # impostors only add
+    for f, plain in zip(non_lenses, plain_non_lenses, strict=True):  # impostors add, the galaxy may lend light
+        kept = f.components[:len(plain.components)]
+        assert [c.kwargs for c in kept] == [c.kwargs for c in plain.components]
+        assert kept[1:] == plain.components[1:]
+        assert all(0 < a <= b for a, b in zip(kept[0].flux, plain.components[0].flux, strict=True))
+
+
+@pytest.mark.parametrize("kind", ["spiral", "ring", "edge_on"])
+def test_disks_and_rings_take_their_light_from_the_central_galaxy(kind):
+    """The central galaxies are calibrated on the real total fluxes: a disk or ring keeps the first band's total."""
+    physics = PRESETS["ground"]
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        fld = scene.draw_field(physics, rng, is_lens=False)
+        fld.components, fld.artefacts = fld.components[:1], []
+        before = fld.components[0].flux[0]
+        out = impostors.Dressing(kinds=[kind])
+        impostors.DRAWERS[kind](physics, rng, fld, fld.kwargs_lens[0]["center_x"], fld.kwargs_lens[0]["center_y"], out)
+        added = sum(c.flux[0] for c in out.components) + sum(p.flux[0] for p in out.painted)
+        assert 0 < out.central_share < 1
+        assert before * out.central_share + added == pytest.approx(before, rel=1e-9)
 
 
 @pytest.mark.parametrize("survey", ["space", "ground"])

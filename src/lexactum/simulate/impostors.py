@@ -17,7 +17,7 @@ noise. Everything is drawn from the object's own generator, so output is the sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -89,6 +89,8 @@ class Dressing:
     kinds: list[str] = field(default_factory=list)
     components: list[scene.Component] = field(default_factory=list)
     painted: list[Painted] = field(default_factory=list)
+    central_share: float = 1.0
+    """Share of the central galaxy's light it keeps: disks and rings take theirs from it (see :func:`_take`)."""
 
 
 # ----------------------------------------------------------------------------------------------- drawing
@@ -115,28 +117,40 @@ def _polar(r: float, angle: float, cx: float, cy: float) -> tuple[float, float]:
     return cx + r * float(np.cos(angle)), cy + r * float(np.sin(angle))
 
 
+def _take(rng: np.random.Generator, fld: scene.Field, out: Dressing, low: float, high: float) -> float:
+    """Move a share (``low``-``high``) of the central galaxy's light to a disk or ring; its magnitude.
+
+    The central galaxies' magnitudes are calibrated on the real images' total fluxes, so a spiral, an edge-on
+    disk or a ring around the core takes its light from the galaxy (the rest is the bulge) instead of adding.
+    """
+    taken = out.central_share * rng.uniform(low, high)
+    out.central_share -= taken
+    return float(fld.mag_lens - 2.5 * np.log10(taken))
+
+
 def _spiral(physics, rng, fld, cx, cy, out: Dressing) -> None:
-    """Exponential disk (Sersic n=1) plus 2-4 logarithmic arms sharing its inclination."""
-    mag = fld.mag_lens + rng.uniform(-0.5, 1.0)
+    """Exponential disk (Sersic n=1) plus 2-4 logarithmic arms sharing its inclination, 40-80 % of the light."""
+    total = _take(rng, fld, out, 0.4, 0.8)
+    arms_share = rng.uniform(0.3, 0.6)
+    mag = total - 2.5 * np.log10(1.0 - arms_share)
     scale = rng.uniform(0.4, 1.2)
     q, phi = rng.uniform(0.4, 1.0), rng.uniform(0.0, np.pi)
     out.components.append(_sersic(physics, rng, cx, cy, mag, rng.uniform(0.3, 0.7), 1.68 * scale, 1.0,
                                   (q, q), phi))
     arms = dict(center=(cx, cy), q=q, phi=phi, scale=scale, pitch=float(np.radians(rng.uniform(10, 30))),
                 arms=int(rng.integers(2, 5)), phase=rng.uniform(0, 2 * np.pi), sharpness=rng.uniform(1.5, 4.0))
-    flux = scene.band_fluxes(physics, mag - 2.5 * np.log10(rng.uniform(0.5, 1.2)), _colour(physics, 0.2))
+    flux = scene.band_fluxes(physics, total - 2.5 * np.log10(arms_share), _colour(physics, 0.2))
     out.painted.append(Painted("spiral", arms, flux))
 
 
 def _ring(physics, rng, fld, cx, cy, out: Dressing) -> None:
-    """Clumpy blue Gaussian ring around the core, at an Einstein-ring-like radius."""
+    """Clumpy blue Gaussian ring around the core, at an Einstein-ring-like radius, 20-50 % of the light."""
     radius = _arc_radius(physics, rng, fld.theta_e)
     params = dict(center=(cx, cy), radius=radius, width=radius * rng.uniform(0.08, 0.2), q=rng.uniform(0.6, 1.0),
                   phi=rng.uniform(0, np.pi), angle=0.0, span=None, clumps=int(rng.integers(3, 9)),
                   clumpiness=rng.uniform(0.0, 0.8), clump_phase=rng.uniform(0, 2 * np.pi))
     colour = tuple(s + c for s, c in zip(physics.source_colour, physics.clump_colour, strict=True))
-    out.painted.append(Painted("arc", params, scene.band_fluxes(physics, fld.mag_lens + rng.uniform(0.0, 1.5),
-                                                                colour)))
+    out.painted.append(Painted("arc", params, scene.band_fluxes(physics, _take(rng, fld, out, 0.2, 0.5), colour)))
 
 
 def _tidal(physics, rng, fld, cx, cy, out: Dressing) -> None:
@@ -161,7 +175,8 @@ def _tidal(physics, rng, fld, cx, cy, out: Dressing) -> None:
 
 
 def _edge_on(physics, rng, fld, cx, cy, out: Dressing) -> None:
-    out.components.append(_sersic(physics, rng, cx, cy, fld.mag_lens + rng.uniform(0.0, 1.5),
+    """A thin disk (axis ratio 0.1-0.25) through the core with 40-80 % of the light."""
+    out.components.append(_sersic(physics, rng, cx, cy, _take(rng, fld, out, 0.4, 0.8),
                                   rng.uniform(0.3, 0.8), rng.uniform(0.6, 1.5), rng.uniform(0.8, 1.2), (0.1, 0.25)))
 
 
@@ -263,6 +278,12 @@ def dress(physics: SurveyPhysics, rng: np.random.Generator, fld: scene.Field) ->
     if fld.is_lens:
         return []
     out = draw(physics, rng, fld)
+    if out.central_share != 1.0:
+        centre = (fld.kwargs_lens[0]["center_x"], fld.kwargs_lens[0]["center_y"])
+        index = next(i for i, c in enumerate(fld.components)  # the central galaxy sits on the mass centre
+                     if not c.lensed and (c.kwargs.get("center_x"), c.kwargs.get("center_y")) == centre)
+        central = fld.components[index]
+        fld.components[index] = replace(central, flux=tuple(f * out.central_share for f in central.flux))
     fld.components.extend(out.components)
     fld.artefacts.extend(out.painted)
     return out.kinds
