@@ -129,11 +129,11 @@ def _take(rng: np.random.Generator, fld: scene.Field, out: Dressing, low: float,
 
 
 def _spiral(physics, rng, fld, cx, cy, out: Dressing) -> None:
-    """Exponential disk (Sersic n=1) plus 2-4 logarithmic arms sharing its inclination, 40-80 % of the light."""
-    total = _take(rng, fld, out, 0.4, 0.8)
+    """Exponential disk (Sersic n=1) plus 2-4 logarithmic arms sharing its inclination, 50-85 % of the light."""
+    total = _take(rng, fld, out, 0.5, 0.85)
     arms_share = rng.uniform(0.3, 0.6)
     mag = total - 2.5 * np.log10(1.0 - arms_share)
-    scale = rng.uniform(0.4, 1.2)
+    scale = rng.uniform(0.25, 0.8)
     q, phi = rng.uniform(0.4, 1.0), rng.uniform(0.0, np.pi)
     out.components.append(_sersic(physics, rng, cx, cy, mag, rng.uniform(0.3, 0.7), 1.68 * scale, 1.0,
                                   (q, q), phi))
@@ -144,13 +144,13 @@ def _spiral(physics, rng, fld, cx, cy, out: Dressing) -> None:
 
 
 def _ring(physics, rng, fld, cx, cy, out: Dressing) -> None:
-    """Clumpy blue Gaussian ring around the core, at an Einstein-ring-like radius, 20-50 % of the light."""
+    """Clumpy blue Gaussian ring around the core, at an Einstein-ring-like radius, 30-60 % of the light."""
     radius = _arc_radius(physics, rng, fld.theta_e)
-    params = dict(center=(cx, cy), radius=radius, width=radius * rng.uniform(0.08, 0.2), q=rng.uniform(0.6, 1.0),
+    params = dict(center=(cx, cy), radius=radius, width=radius * rng.uniform(0.08, 0.15), q=rng.uniform(0.6, 1.0),
                   phi=rng.uniform(0, np.pi), angle=0.0, span=None, clumps=int(rng.integers(3, 9)),
                   clumpiness=rng.uniform(0.0, 0.8), clump_phase=rng.uniform(0, 2 * np.pi))
     colour = tuple(s + c for s, c in zip(physics.source_colour, physics.clump_colour, strict=True))
-    out.painted.append(Painted("arc", params, scene.band_fluxes(physics, _take(rng, fld, out, 0.2, 0.5), colour)))
+    out.painted.append(Painted("arc", params, scene.band_fluxes(physics, _take(rng, fld, out, 0.3, 0.6), colour)))
 
 
 def _tidal(physics, rng, fld, cx, cy, out: Dressing) -> None:
@@ -175,7 +175,7 @@ def _tidal(physics, rng, fld, cx, cy, out: Dressing) -> None:
 
 
 def _edge_on(physics, rng, fld, cx, cy, out: Dressing) -> None:
-    """A thin disk (axis ratio 0.1-0.25) through the core with 40-80 % of the light."""
+    """A thin disk (axis ratio 0.1-0.25) through the core with 50-85 % of the light."""
     out.components.append(_sersic(physics, rng, cx, cy, _take(rng, fld, out, 0.4, 0.8),
                                   rng.uniform(0.3, 0.8), rng.uniform(0.6, 1.5), rng.uniform(0.8, 1.2), (0.1, 0.25)))
 
