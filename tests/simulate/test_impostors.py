@@ -171,3 +171,13 @@ def test_impostor_datasets_are_byte_identical_for_one_or_two_workers(tmp_path, m
     one = simulate_dataset(tmp_path / "one", "space", n, seed=seed, lens_fraction=0.0, workers=1, progress=False)
     two = simulate_dataset(tmp_path / "two", "space", n, seed=seed, lens_fraction=0.0, workers=2, progress=False)
     assert _digest(one) == _digest(two)
+
+
+def test_a_survey_without_rates_is_one_clear_error():
+    from dataclasses import replace
+
+    from lexactum.errors import LexactumError
+
+    physics = replace(PRESETS["space"], name="elsewhere")
+    with pytest.raises(LexactumError, match="no impostor rates for survey 'elsewhere'"):
+        scene.draw_field(physics, np.random.default_rng(0), is_lens=False)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from lexactum.errors import LexactumError
 from lexactum.simulate import scene
 from lexactum.simulate.presets import SurveyPhysics
 
@@ -259,7 +260,12 @@ DRAWERS = {"spiral": _spiral, "ring": _ring, "merger": _tidal, "edge_on": _edge_
 
 
 def rates_for(physics: SurveyPhysics) -> ImpostorRates:
-    return RATES[physics.name]
+    """The impostor rates of ``physics``'s survey; a clear error for a survey without any."""
+    try:
+        return RATES[physics.name]
+    except KeyError:
+        raise LexactumError(f"no impostor rates for survey {physics.name!r}: add them to "
+                            f"lexactum.simulate.impostors.RATES (known: {', '.join(RATES)})") from None
 
 
 def draw(physics: SurveyPhysics, rng: np.random.Generator, fld: scene.Field) -> Dressing:
@@ -333,6 +339,18 @@ def _unit_light(painted: Painted, physics: SurveyPhysics) -> np.ndarray:
     return image / total if total > 0 else image
 
 
+def _field_psf(physics: SurveyPhysics, fld: scene.Field, band: int) -> np.ndarray:
+    """The kernel the rest of the field was convolved with (a painted arm must not be sharper than its disk).
+
+    The domain-randomisation branch gives each field its own PSF through ``scene.field_psf``; until both are
+    merged the preset's Gaussian is the field's PSF. After the merge this can be ``scene.field_psf`` alone.
+    """
+    per_field = getattr(scene, "field_psf", None)
+    if per_field is not None:
+        return per_field(physics, fld, band)
+    return scene.psf_kernel(physics.psf_fwhm[band], physics.pixel_scale)
+
+
 def paint(physics: SurveyPhysics, fld: scene.Field, image: np.ndarray) -> None:
     """Paint ``fld.artefacts`` on the noisy (C, H, W) ``image`` in place: light convolved, artefacts sharp."""
     light = [p for p in fld.artefacts if p.kind in LIGHT]
@@ -343,7 +361,7 @@ def paint(physics: SurveyPhysics, fld: scene.Field, image: np.ndarray) -> None:
             for b in range(image.shape[0]):
                 extra[b] += painted.flux[b] * unit
         for b in range(image.shape[0]):
-            image[b] += scene.convolve(extra[b], scene.psf_kernel(physics.psf_fwhm[b], physics.pixel_scale))
+            image[b] += scene.convolve(extra[b], _field_psf(physics, fld, b))
     for painted in fld.artefacts:
         params = painted.params
         if painted.kind == "bad_line":
