@@ -17,7 +17,7 @@ from functools import cache
 
 import numpy as np
 
-from lexactum.simulate import randomise
+from lexactum.simulate import impostors, randomise
 from lexactum.simulate.presets import SurveyPhysics
 
 #: Sub-pixels per pixel side when integrating the light over pixels.
@@ -54,6 +54,8 @@ class Field:
     """(band, flat pixel indices) set to the survey's mask value."""
     conditions: randomise.Conditions | None = None
     """The instrument and population choices it was drawn with (None: the fixed ones)."""
+    artefacts: list = field(default_factory=list)
+    """Impostor light and detector artefacts painted on the rendered image (:mod:`.impostors`)."""
 
     @property
     def einstein_area(self) -> float:
@@ -230,9 +232,12 @@ def draw_field(physics: SurveyPhysics, rng: np.random.Generator, is_lens: bool) 
     masks = draw_masks(physics, rng, cond.mask_share)
     components = [lens_light] + (source if is_lens else []) + neighbours
     noise_sigma = tuple(s * factor * f for s, f in zip(physics.noise_sigma, cond.noise_factor, strict=True))
-    return Field(is_lens=bool(is_lens), theta_e=theta_e, kwargs_lens=kwargs_lens, components=components,
-                 noise_sigma=noise_sigma, z_lens=z_lens, z_source=z_source, mag_lens=mag_lens,
-                 mag_source=mag_source if is_lens else float("nan"), masks=masks, conditions=cond)
+    fld = Field(is_lens=bool(is_lens), theta_e=theta_e, kwargs_lens=kwargs_lens, components=components,
+                noise_sigma=noise_sigma, z_lens=z_lens, z_source=z_source, mag_lens=mag_lens,
+                mag_source=mag_source if is_lens else float("nan"), masks=masks, conditions=cond)
+    if physics.randomise:  # randomised populations include the impostors; off keeps the earlier bytes
+        impostors.dress(physics, rng, fld)  # non-lenses only: spirals, rings, mergers, ..., artefacts
+    return fld
 
 
 # ----------------------------------------------------------------------------------------------- render
@@ -325,6 +330,7 @@ def render_field(physics: SurveyPhysics, fld: Field, rng: np.random.Generator) -
     image += randomise.correlated_noise(rng, image.shape, correlation) * sigma
     if cond is not None and any(cond.sky_offset + cond.sky_gradient):
         image += randomise.sky_residual(cond, sigma, IMAGE_SIZE)
+    impostors.paint(physics, fld, image)
     image = image.astype(np.float32)
     for band, pixels in fld.masks:
         image[band].flat[pixels] = physics.mask_value
