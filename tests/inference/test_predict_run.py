@@ -293,3 +293,18 @@ def test_killing_a_two_process_prediction_leaves_no_process_behind(cube, toy_mod
     while time.monotonic() < deadline and any(process_alive(p) for p in tree - {parent.pid}):
         time.sleep(0.2)
     assert not any(process_alive(p) for p in tree - {parent.pid})
+
+
+def test_a_ground_cutout_that_is_all_mask_is_left_out_like_a_nan_one(make_dataset, toy_model_file, tmp_path,
+                                                                    capsys):
+    """Ground files mark missing pixels with 100.0: a cutout of nothing else has no pixel to score."""
+    from lexactum.data.layouts import ChallengeDataset
+
+    dataset = ChallengeDataset(make_dataset("ground", n=6, layout="test", seed=2))
+    images = np.stack([dataset.read(i) for i in range(len(dataset))])
+    images[2] = 100.0
+    np.save(tmp_path / "ground.npy", images)
+    model = toy_model_file(tmp_path / "g.safetensors", 4, seed=1)
+    assert main(["predict", "--model", str(model), str(tmp_path / "ground.npy"), "--out", str(tmp_path / "p")]) == 0
+    assert "1 image has no finite pixel" in capsys.readouterr().out
+    assert sorted(submission(tmp_path / "p")) == [0, 1, 3, 4, 5]

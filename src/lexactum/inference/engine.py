@@ -73,8 +73,9 @@ class SourceBatches(Dataset):
             blank = blank_rows(flat)
             images = {self.source.normalised: torch.from_numpy(np.ascontiguousarray(raw))}
         else:
-            blank = ~np.isfinite(flat).any(axis=1)
             mask = self.source.survey.mask_value
+            usable = np.isfinite(flat) if mask is None else np.isfinite(flat) & (flat != np.float32(mask))
+            blank = ~usable.any(axis=1)  # nothing but NaN (or masked pixels): no image to score
             images = {name: torch.from_numpy(normalise(raw, method=name, mask_value=mask))
                       for name in self.normalisations}
         return {"positions": torch.from_numpy(positions), "blank": torch.from_numpy(blank), "images": images}
@@ -93,8 +94,13 @@ class CommitteeScorer(L.LightningModule):
         wait for a busy core spin: one 2-thread process scored 5x slower than two 1-thread ones on busy cores."""
         from lexactum.devices import idle_cpu_count
 
+        self._threads_before = torch.get_num_threads()
         if self.device.type == "cpu":
             torch.set_num_threads(max(1, idle_cpu_count() // self.trainer.world_size))
+
+    def on_predict_end(self) -> None:
+        """A library caller keeps its own thread count."""
+        torch.set_num_threads(getattr(self, "_threads_before", torch.get_num_threads()))
 
     def predict_step(self, batch: dict, batch_idx: int = 0) -> dict:
         if "error" in batch:  # raised where the batch was read (maybe a worker process): one line here
