@@ -15,8 +15,7 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: s
     """
     from tqdm.auto import tqdm
 
-    if enabled is None:
-        enabled = not os.environ.get("LEXACTUM_NO_PROGRESS")
+    enabled = wanted(enabled)
     return tqdm(
         iterable,
         total=total,
@@ -29,3 +28,9 @@ def progress(iterable=None, *, total: int | None = None, desc: str = "", unit: s
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]",
         **kwargs,
     )
+
+
+def wanted(enabled: bool | None) -> bool:
+    """Whether to show progress: as asked, else unless ``LEXACTUM_NO_PROGRESS`` is set (one rule for our bars
+    and Lightning's)."""
+    return not os.environ.get("LEXACTUM_NO_PROGRESS") if enabled is None else bool(enabled)

@@ -169,18 +169,19 @@ def _score_shards(request, distribution, source, members, plan, out_dir):
     from lexactum.distributed import is_global_zero
     from lexactum.inference.engine import CommitteeScorer, ShardedSource, ShardWriter, quiet_lightning
     from lexactum.inference.shards import done_shards
-    from lexactum.training.trainer import _hide_lightning_advertising, _show_progress
+    from lexactum.progress import wanted
+    from lexactum.training.trainer import hide_lightning_advertising
 
     precision = resolve_precision(request.precision or "32-true", distribution.accelerator)
     workers = default_workers(distribution) if request.workers is None else int(request.workers)
-    writer = ShardWriter(out_dir, plan, show_progress=_show_progress(request.show_progress))
+    writer = ShardWriter(out_dir, plan, show_progress=wanted(request.show_progress))
     writer.settings = {"workers_used": workers, "precision_used": precision}
     if done_shards(out_dir) >= set(range(plan.n_shards)):  # a restart after the last shard: merge only
         return writer if is_global_zero() else None
     normalisations = [m.normalisation for m in members]
     datamodule = ShardedSource(source, plan, out_dir, normalisations, workers,
                                pin_memory=distribution.accelerator == "cuda")
-    _hide_lightning_advertising()
+    hide_lightning_advertising()
     scorer = CommitteeScorer([m.network for m in members], normalisations, request.tta)
     with quiet_lightning():
         try:

@@ -21,13 +21,13 @@ from lexactum.devices import cpu_threads, idle_cpu_count, resolve_precision
 from lexactum.distributed import Distribution, is_global_zero
 from lexactum.errors import LexactumError
 from lexactum.memory import steady_heap
+from lexactum.progress import wanted
 from lexactum.training.config import TrainConfig
 from lexactum.training.extras import check_no_leakage, check_same_extras, extra_images, plan_extras
 from lexactum.training.module import LensFinderModule, quiet_warnings
 from lexactum.training.trainer import (
     _epochs,
     _resume_hint,
-    _show_progress,
     _stopped_early,
     _torch_flags_restored,
     build_trainer,
@@ -182,7 +182,7 @@ def _prepare_data(config: TrainConfig, dataset, test_dataset, loader_split, zero
     datamodule = TrainingDataModule(
         dataset, batch_size=config.batch_size, split=loader_split, seed=config.seed, test_dataset=test_dataset,
         num_workers=config.num_workers, normalisation=config.normalisation, cache_dir=config.cache_dir,
-        progress=zero and _show_progress(config.progress),
+        progress=zero and wanted(config.progress),
     )
     datamodule.setup("fit")
     if zero:
@@ -366,7 +366,7 @@ def _evaluate(config: TrainConfig, network, datamodule, run_dir: Path, torch_dev
                              title=f"{survey.name} {config.network}")
     return evaluate_model(network, datamodule.prepared_test, datamodule.test_indices, run_dir,
                           device=torch_device, batch_size=max(config.batch_size, 64), bootstrap=config.bootstrap,
-                          seed=config.seed, show_progress=_show_progress(config.progress), verbose=False,
+                          seed=config.seed, show_progress=wanted(config.progress), verbose=False,
                           title=f"{survey.name} {config.network}, {epochs} epochs")
 
 

@@ -18,6 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lexactum import runs
 from lexactum.devices import resolve_precision
 from lexactum.errors import LexactumError
+from lexactum.progress import wanted
 
 
 class EpochMetricsCSV(Callback):
@@ -123,7 +124,7 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
         distribution = resolve_distribution(device)
     accelerator = distribution.accelerator
     precision = resolve_precision(precision, accelerator)
-    progress = _show_progress(progress)
+    progress = wanted(progress)
     if deterministic is None:
         deterministic = True if accelerator == "cpu" else "warn"
     best = ModelCheckpoint(
@@ -148,14 +149,14 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
         enable_progress_bar=bool(progress), enable_model_summary=bool(progress), num_sanity_val_steps=0,
     )
     options.update(trainer_kwargs)
-    _hide_lightning_advertising()
+    hide_lightning_advertising()
     try:
         return L.Trainer(**options)
     except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
         raise LexactumError(f"cannot train on {distribution.describe()} with precision {precision!r}: {exc}") from None
 
 
-def _hide_lightning_advertising() -> None:
+def hide_lightning_advertising() -> None:
     """Drop Lightning's 'Tip: try installing litlogger' line: an advertisement, not information about the run."""
     import logging
 
@@ -245,5 +246,3 @@ def _epochs(n: int) -> str:
     return f"{n} epoch" if n == 1 else f"{n} epochs"
 
 
-def _show_progress(progress: bool | None) -> bool:
-    return not os.environ.get("LEXACTUM_NO_PROGRESS") if progress is None else bool(progress)
