@@ -100,3 +100,22 @@ def test_stack_out_of_another_image_size_names_the_file(tmp_path):
     fits.PrimaryHDU(np.zeros((3, 4), np.float32)).writeto(path)
     with pytest.raises(DataError, match=f"^{path}: image is 3x4, expected 4x3 like the other files$"):
         read_fits_stack([path], out=np.empty((1, 4, 3), np.float32))
+
+
+def test_data_that_fills_whole_blocks_is_not_truncated(tmp_path, no_astropy_fallback):
+    """24x30 float32 is exactly one 2880-byte block: header + data is the whole file, with no padding."""
+    data = np.linspace(-1, 1, 720, dtype=">f4").reshape(24, 30)
+    path = tmp_path / "full_block.fits"
+    fits.PrimaryHDU(data).writeto(path)
+    assert path.stat().st_size == 2 * BLOCK
+    np.testing.assert_array_equal(read_fits(path), data)
+    np.testing.assert_array_equal(read_fits_stack([path, path])[1], data)
+
+
+def test_truncated_data_says_how_many_bytes_it_needs(tmp_path):
+    path = tmp_path / "cut.fits"
+    fits.PrimaryHDU(np.zeros((101, 101), np.float32)).writeto(path)
+    path.write_bytes(path.read_bytes()[:BLOCK + 1000])
+    message = f"^{path}: truncated FITS file \\(3880 bytes; header and 101x101 float32 image need 43684\\)$"
+    with pytest.raises(DataError, match=message):
+        read_fits(path)
