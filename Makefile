@@ -34,16 +34,16 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_predict.py speed
 
-# Mutation check of the core modules (cosmic-ray; not part of `make test` or CI; about 15 minutes on 2 cores).
+# Mutation check of the core modules (cosmic-ray; not part of `make test` or CI; about 25 minutes on 2 cores).
 # `make mutate MODULE=evaluation/metrics.py` for one module, SAMPLE=0 for all its mutants. See docs/testing.md.
 MODULE ?=
-SAMPLE ?= 40
+SAMPLE ?=
 $(VENV)/.mutation-installed: $(STAMP)
 	$(PIP) install -q -e '.[mutation]'
 	touch $@
 
 mutate: $(VENV)/.mutation-installed
-	PYTHONPATH=$(CURDIR)/src nice -n 19 $(PY) mutation/run.py --sample $(SAMPLE) $(MODULE)
+	PYTHONPATH=$(CURDIR)/src nice -n 19 $(PY) mutation/run.py $(if $(SAMPLE),--sample $(SAMPLE)) $(MODULE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -30,7 +30,7 @@ CORE = {
     "models/files.py": ["models/test_files*.py"],
     "models/keras_h5.py": ["models/test_keras_h5*.py"],
 }
-SAMPLE = 40  # mutants per module: about 2-5 minutes a module on 2 cores
+SAMPLE = 20  # mutants per module: 1-6 minutes a module on 2 cores (the test files take 3-20 s a run)
 SEED = 13
 TIMEOUT_S = 120.0  # per mutant; a mutant that hangs (a loop bound made infinite) counts as killed
 
@@ -39,7 +39,7 @@ def test_files(module: str) -> list[str]:
     """The module's own test files, as paths relative to the repository root."""
     files = sorted(str(p.relative_to(ROOT)) for pattern in CORE[module] for p in (ROOT / "tests").glob(pattern))
     if not files:
-        raise SystemExit(f"mutate: error: no test files for {module} ({CORE[module]})")
+        fail(f"no test files for {module} ({' '.join(CORE[module])})")
     return files
 
 
@@ -111,12 +111,24 @@ def run_module(module: str, size: int, seed: int) -> dict[str, int]:
     write_config(module, config)
     session.unlink(missing_ok=True)
     cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
-    subprocess.run([*cosmic, "init", str(config), str(session)], check=True, cwd=ROOT)
-    subprocess.run([*cosmic, "baseline", str(config)], check=True, cwd=ROOT)
+    step(module, "init", [*cosmic, "init", str(config), str(session)])
+    step(module, "baseline (its tests must pass unmutated)", [*cosmic, "baseline", str(config)])
     sampled, total = keep_sample(session, size, seed)
     print(f"{module}: running {sampled} of {total} mutants", flush=True)
-    subprocess.run([*cosmic, "exec", str(config), str(session)], check=True, cwd=ROOT)
+    step(module, "exec", [*cosmic, "exec", str(config), str(session)])
     return summarise(module, session, total)
+
+
+def step(module: str, what: str, command: list[str]) -> None:
+    """Run one cosmic-ray command; a failure ends the check with one line (cosmic-ray printed the details)."""
+    if subprocess.run(command, cwd=ROOT).returncode != 0:
+        fail(f"{module}: cosmic-ray {what} failed")
+
+
+def fail(message: str) -> None:
+    """One error line and exit status 2, as the lexactum commands do."""
+    print(f"mutate: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
