@@ -57,20 +57,42 @@ def write_config(module: str, config: Path) -> None:
     )
 
 
-def keep_sample(session: Path, size: int, seed: int) -> tuple[int, int]:
-    """Mark all but a seeded random ``size`` of the session's mutants as skipped; return (sampled, total)."""
+def annotation_spans(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) positions of every annotation in the module: with ``from __future__ import annotations``
+    (all core modules) they are never evaluated, so a mutant there (``str | None`` to ``str - None``) is
+    equivalent by construction and only dilutes the sample."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    nodes = [n.annotation for n in ast.walk(tree) if isinstance(n, (ast.arg, ast.AnnAssign)) and n.annotation]
+    nodes += [n.returns for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.returns]
+    return [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in nodes]
+
+
+def keep_sample(session: Path, module: str, size: int, seed: int) -> tuple[int, int, int]:
+    """Skip the mutants in annotations, then all but a seeded random ``size`` of the others.
+
+    Returns (sampled, in annotations, total).
+    """
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
+    spans = annotation_spans(SRC / module)
     with use_db(str(session), WorkDB.Mode.open) as db:
         # job IDs are random per session: order by what the mutation is, so the same code gives the same sample
         items = sorted(db.pending_work_items, key=lambda item: [(m.operator_name, m.occurrence, m.start_pos)
                                                                  for m in item.mutations])
+        typing = [item for item in items if any(a <= tuple(item.mutations[0].start_pos) < b for a, b in spans)]
+        if typing:
+            db.set_multiple_results([item.job_id for item in typing],
+                                    WorkResult(output="in an annotation", worker_outcome=WorkerOutcome.SKIPPED))
+        typing_ids = {item.job_id for item in typing}
+        items = [item for item in items if item.job_id not in typing_ids]
         keep = {item.job_id for item in random.Random(seed).sample(items, min(size, len(items)))}
         skip = [item.job_id for item in items if item.job_id not in keep]
         if skip:
             db.set_multiple_results(skip, WorkResult(output="not in sample", worker_outcome=WorkerOutcome.SKIPPED))
-        return len(keep), db.num_work_items
+        return len(keep), len(typing), db.num_work_items
 
 
 def summarise(module: str, session: Path, total: int) -> dict[str, int]:
@@ -100,7 +122,8 @@ def summarise(module: str, session: Path, total: int) -> dict[str, int]:
     sampled = sum(counts.values())
     print(f"{module}: {counts['killed'] + counts['timeout'] + counts['incompetent']} of {sampled} sampled mutants "
           f"killed ({counts['survived']} survived, {counts['timeout']} timed out, {counts['incompetent']} "
-          f"incompetent; {total} mutants in all); survivors: {report.relative_to(ROOT)}", flush=True)
+          f"incompetent; {total} mutants in all, annotations included); survivors: {report.relative_to(ROOT)}",
+          flush=True)
     return counts
 
 
@@ -113,8 +136,9 @@ def run_module(module: str, size: int, seed: int) -> dict[str, int]:
     cosmic = [sys.executable, "-m", "cosmic_ray.cli"]
     step(module, "init", [*cosmic, "init", str(config), str(session)])
     step(module, "baseline (its tests must pass unmutated)", [*cosmic, "baseline", str(config)])
-    sampled, total = keep_sample(session, size, seed)
-    print(f"{module}: running {sampled} of {total} mutants", flush=True)
+    sampled, typing, total = keep_sample(session, module, size, seed)
+    print(f"{module}: running {sampled} of {total - typing} mutants ({typing} more in annotations, never run)",
+          flush=True)
     step(module, "exec", [*cosmic, "exec", str(config), str(session)])
     return summarise(module, session, total)
 
