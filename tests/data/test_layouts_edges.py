@@ -153,3 +153,17 @@ def test_fingerprint_stays_when_the_folder_moves(make_dataset):
         root.rename(moved)
         assert ChallengeDataset(moved).fingerprint() == first
         root = moved
+
+
+def test_file_problem_without_a_scandir_entry(tmp_path):
+    """Other modules ask about a bare path (no os.scandir entry): a regular file, a folder, a pipe, nothing."""
+    from lexactum.data.layouts import file_problem
+
+    (tmp_path / "a.fits").write_bytes(b"x")
+    os.mkfifo(tmp_path / "pipe")
+    assert file_problem(tmp_path / "a.fits") is None
+    assert file_problem(str(tmp_path)) == "a folder, not a file"
+    assert file_problem(tmp_path / "pipe") == "a named pipe (FIFO), not a file"
+    assert file_problem(tmp_path / "gone") == "No such file or directory"
+    entry = next(e for e in os.scandir(tmp_path) if e.name == "a.fits")
+    assert file_problem(entry.path, entry) is None
