@@ -45,7 +45,10 @@ def test_files(module: str) -> list[str]:
 
 def write_config(module: str, config: Path) -> None:
     """One cosmic-ray session config: the real source file, its tests, run locally one mutant at a time."""
-    command = f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly " + " ".join(test_files(module))
+    # numba checks no index unless asked: with bounds checks (in a cache of their own) a kernel mutant that
+    # writes past an array fails its test instead of corrupting memory silently
+    command = (f"env NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR={WORK / 'numba-boundscheck'} "
+               f"{sys.executable} -m pytest -x -q -p no:cacheprovider -p no:randomly " + " ".join(test_files(module)))
     config.write_text(
         "[cosmic-ray]\n"
         f'module-path = "{SRC / module}"\n'
