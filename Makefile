@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_predict.py speed
 
-# Mutation check of the core modules (cosmic-ray; not part of `make test` or CI; about 25 minutes on 2 cores).
+# Mutation check of the core modules (cosmic-ray; not part of `make test` or CI; about 15 minutes on 2 cores).
 # `make mutate MODULE=evaluation/metrics.py` for one module, SAMPLE=0 for all its mutants. See docs/testing.md.
 MODULE ?=
 SAMPLE ?=
