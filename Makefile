@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean mutate
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,17 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_simulate.py
 	$(PY) benchmarks/bench_predict.py speed
+
+# Mutation check of the core modules (cosmic-ray; not part of `make test` or CI; about 15 minutes on 2 cores).
+# `make mutate MODULE=evaluation/metrics.py` for one module, SAMPLE=0 for all its mutants. See docs/testing.md.
+MODULE ?=
+SAMPLE ?=
+$(VENV)/.mutation-installed: $(STAMP)
+	$(PIP) install -q -e '.[mutation]'
+	touch $@
+
+mutate: $(VENV)/.mutation-installed
+	PYTHONPATH=$(CURDIR)/src nice -n 19 $(PY) mutation/run.py $(if $(SAMPLE),--sample $(SAMPLE)) $(MODULE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
