@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks Space.py Ground.py
+	$(VENV)/bin/ruff check src tests benchmarks mutation Space.py Ground.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
