@@ -88,13 +88,18 @@ def synchronise(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one), at least 1."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def idle_cpu_count() -> int:
     """Cores not busy with other processes (at least 1), from the 1-minute load average.
 
     OpenMP threads that must share busy cores spin and wait: on 2 cores shared with other work, one
     lens_flow training step took 0.58 s with 2 threads and 0.037 s with 1.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     try:
         busy = os.getloadavg()[0]
     except OSError:

@@ -124,9 +124,11 @@ def _check_count(kind: str, count: int) -> None:
     under srun or torchrun each process is given its own share of cores, so only the GPUs are counted."""
     import torch
 
+    from lexactum.devices import usable_cores
+
     if kind == "cuda" and count > torch.cuda.device_count():
         raise LexactumError(f"--devices {count}: this machine has {torch.cuda.device_count()} GPU(s)")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if kind == "cpu" and count > cores and launcher_world_size() == 1:
         raise LexactumError(f"--devices {count} CPU processes: this machine lets us use {cores} core(s)")
 

@@ -336,7 +336,9 @@ def _run_parallel(tasks: list, n_workers: int, bar) -> list[int]:
 
 
 def _worker_count(workers: int | None, n_chunks: int) -> int:
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from lexactum.devices import usable_cores
+
+    available = usable_cores()
     return max(1, min(workers or available, n_chunks))
 
 

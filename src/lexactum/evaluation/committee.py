@@ -39,6 +39,7 @@ def evaluate_committee(members, dataset, indices: Sequence[int] | None = None, o
     from lexactum.evaluation.metrics import challenge_metrics, check_bootstrap
     from lexactum.evaluation.plots import plot_roc
     from lexactum.inference.committee import combine as combine_scores
+    from lexactum.inference.outputs import write_scores_csv
     from lexactum.inference.tta import with_views
     from lexactum.memory import steady_heap
     from lexactum.runs import all_or_nothing, write_json
@@ -71,7 +72,7 @@ def evaluate_committee(members, dataset, indices: Sequence[int] | None = None, o
                "models": {m.name: str(m.path) for m in members}, "dataset": str(dataset.path)}
     out_dir = Path(out_dir)
     with all_or_nothing():
-        _write_table_scores(out_dir / SCORES_FILE, ids, labels, committee, member_scores, [m.name for m in members])
+        write_scores_csv(out_dir / SCORES_FILE, ids, committee, member_scores, [m.name for m in members], labels)
         write_json(out_dir / METRICS_FILE, metrics)
         plot_roc(labels, curves, out_dir / ROC_FILE,
                  title=f"committee of {len(members)} ({combine}{f', {tta} views' if tta > 1 else ''}) "
@@ -80,13 +81,6 @@ def evaluate_committee(members, dataset, indices: Sequence[int] | None = None, o
     if verbose:
         print(format_committee_table(table))
     return metrics
-
-
-def _write_table_scores(path: Path, ids, labels, committee, member_scores, names) -> None:
-    """scores.csv of a committee: objects in dataset order, the committee's score then each member's."""
-    from lexactum.inference.outputs import write_scores_csv
-
-    write_scores_csv(path, ids, committee, member_scores, names, labels)
 
 
 def format_committee_table(table: dict) -> str:

@@ -154,7 +154,9 @@ def default_workers(distribution) -> int:
     Counted from the cores this process may use, not from the load at the start: on 2 cores, 1 worker cut
     lens_flow's wait for data from 20-25% to 5-6% (FITS, HDF5), and a default that followed the load average
     made two identical commands run differently."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from lexactum.devices import usable_cores
+
+    cores = usable_cores()
     per_process = max(1, cores // distribution.world_size)
     return max(1, min(4, per_process // 4)) if per_process > 1 else 0
 
