@@ -164,14 +164,12 @@ def default_workers(distribution) -> int:
 def _score_shards(request, distribution, source, members, plan, out_dir):
     """Run Lightning's predict over the shards still missing; the writer on global rank 0 after every
     process has finished (a barrier), ``None`` on the others."""
-    import lightning as L
-
-    from lexactum import processes
     from lexactum.devices import resolve_precision
     from lexactum.distributed import is_global_zero
     from lexactum.inference.engine import CommitteeScorer, ShardedSource, ShardWriter, quiet_lightning
     from lexactum.inference.shards import done_shards
     from lexactum.progress import wanted
+    from lexactum.trainers import make_trainer, run_stopping_cleanly
     from lexactum.training.trainer import hide_lightning_advertising
 
     precision = resolve_precision(request.precision or "32-true", distribution.accelerator)
@@ -186,21 +184,12 @@ def _score_shards(request, distribution, source, members, plan, out_dir):
     hide_lightning_advertising()
     scorer = CommitteeScorer([m.network for m in members], normalisations, request.tta)
     with quiet_lightning():
-        try:
-            trainer = L.Trainer(**distribution.trainer_kwargs(), precision=precision, logger=False,
-                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                                use_distributed_sampler=False, callbacks=[writer])
-        except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
-            raise LexactumError(f"cannot predict on {distribution.describe()} with precision {precision!r}: "
-                                f"{exc}") from None
-        try:
-            trainer.predict(scorer, datamodule=datamodule, return_predictions=False)
-        except SystemExit as stop:  # how Lightning ends a run stopped by Ctrl-C (status 1) or SIGTERM (0)
-            if not trainer.interrupted:
-                raise
-            sigterm = trainer.received_sigterm or isinstance(stop.__context__, processes.Terminated)
-            raise processes.interruption(sigterm, f"the finished shards are kept in {out_dir}: the same command "
-                                                  "scores the rest") from None
+        trainer = make_trainer("predict", distribution, precision, logger=False, enable_checkpointing=False,
+                               enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+                               callbacks=[writer])
+        hint = f"the finished shards are kept in {out_dir}: the same command scores the rest"
+        run_stopping_cleanly(trainer, "predict", lambda: hint, scorer, datamodule=datamodule,
+                             return_predictions=False)
         trainer.strategy.barrier("lexactum-predict-merge")
     return writer if trainer.is_global_zero else None
 

@@ -22,6 +22,7 @@ from lexactum.distributed import Distribution, is_global_zero
 from lexactum.errors import LexactumError
 from lexactum.memory import steady_heap
 from lexactum.progress import wanted
+from lexactum.trainers import run_stopping_cleanly
 from lexactum.training.config import TrainConfig
 from lexactum.training.extras import check_no_leakage, check_same_extras, extra_images, plan_extras
 from lexactum.training.module import LensFinderModule, quiet_warnings
@@ -289,16 +290,8 @@ def _fit(config: TrainConfig, distribution: Distribution, datamodule, run_dir: P
         with _torch_flags_restored(), _launch_environment(run_dir, distribution):
             trainer = build_trainer(run_dir, config.epochs, precision=precision, patience=config.patience,
                                     progress=config.progress, distribution=distribution)
-            try:
-                trainer.fit(module, datamodule=datamodule, ckpt_path=last if config.resume else None,
-                            weights_only=True)
-            except SystemExit as stop:  # how Lightning ends a fit stopped by Ctrl-C (status 1) or SIGTERM (0)
-                if not trainer.interrupted:
-                    raise
-                # A SIGTERM before Lightning's own handler is in place reaches it as our Terminated, which it
-                # takes for a Ctrl-C (status 1): the exception it was handling tells them apart.
-                sigterm = trainer.received_sigterm or isinstance(stop.__context__, processes.Terminated)
-                raise processes.interruption(sigterm, _resume_hint(run_dir)) from None
+            run_stopping_cleanly(trainer, "fit", lambda: _resume_hint(run_dir), module, datamodule=datamodule,
+                                 ckpt_path=last if config.resume else None, weights_only=True)
         if not zero:
             return None
         module.epochs_trained = _epochs_trained(trainer, last)

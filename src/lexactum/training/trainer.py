@@ -19,6 +19,7 @@ from lexactum import runs
 from lexactum.devices import resolve_precision
 from lexactum.errors import LexactumError
 from lexactum.progress import wanted
+from lexactum.trainers import make_trainer
 
 
 class EpochMetricsCSV(Callback):
@@ -142,18 +143,15 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
         all_callbacks.append(TQDMProgressBar())
     all_callbacks.extend(callbacks)
     options = dict(
-        default_root_dir=run_dir, max_epochs=epochs, **distribution.trainer_kwargs(), use_distributed_sampler=False,
-        sync_batchnorm=distribution.is_distributed and accelerator == "cuda", precision=precision,
+        default_root_dir=run_dir, max_epochs=epochs, use_distributed_sampler=False,
+        sync_batchnorm=distribution.is_distributed and accelerator == "cuda",
         deterministic=deterministic, logger=False, callbacks=all_callbacks,
         plugins=[AtomicCheckpointIO()],
         enable_progress_bar=bool(progress), enable_model_summary=bool(progress), num_sanity_val_steps=0,
     )
     options.update(trainer_kwargs)
     hide_lightning_advertising()
-    try:
-        return L.Trainer(**options)
-    except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
-        raise LexactumError(f"cannot train on {distribution.describe()} with precision {precision!r}: {exc}") from None
+    return make_trainer("train", distribution, precision, **options)
 
 
 def hide_lightning_advertising() -> None:
