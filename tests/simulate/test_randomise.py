@@ -248,3 +248,30 @@ def test_a_run_resumes_only_with_the_same_randomisation(tmp_path):
     assert _digest(off) == before
     with pytest.raises(LexactumError, match="randomise False \\(now True\\)"):
         simulate_dataset(off, "space", 2, layout="test", workers=1, progress=False, randomise=True)
+
+
+def _sky_sigma(image: np.ndarray) -> float:
+    """The robust sky noise of one band, as measured on the real files (sources and masks clipped)."""
+    from astropy.stats import sigma_clipped_stats
+
+    return float(sigma_clipped_stats(image[image != 100.0], sigma=3)[2])
+
+
+@pytest.mark.parametrize("physics, pattern", [
+    (SPACE, "space_based/*/imageEUC_VIS-*.fits"), *((GROUND, f"ground_based/*/Band{b + 1}/*.fits") for b in range(4))])
+def test_randomised_noise_stays_within_a_quarter_of_the_real_files(samples, physics, pattern):
+    """The issue's calibration bound: the median sky noise of randomised images (noise factor, correlation,
+    sky residuals and the noisy share all on) within 25% of the real files' median, measured the same way."""
+    from astropy.io import fits
+
+    band = 0 if physics is SPACE else int(pattern.split("Band")[1][0]) - 1
+    real = np.median([_sky_sigma(fits.getdata(p).astype(np.float64))
+                      for p in sorted((samples / "mariogeiger_lensfinder-euclid" / "samples").glob(pattern))])
+    randomised = dataclasses.replace(physics, randomise=True)
+    rng = np.random.default_rng(21)
+    sigmas = []
+    for _ in range(40):
+        fld = scene.draw_field(randomised, rng, is_lens=bool(rng.integers(2)))
+        sigmas.append(_sky_sigma(scene.render_field(randomised, fld, rng)[band].astype(np.float64)))
+    assert abs(np.median(sigmas) / real - 1) < 0.25, (pattern, np.median(sigmas), real)
+    assert np.ptp(sigmas) > 0.1 * real  # and the noise level does vary from image to image
