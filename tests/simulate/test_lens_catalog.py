@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -49,9 +51,10 @@ def test_read_training_key_accepts_quoted_headers_and_crlf(tmp_path):
         catalog.read_training_key(tmp_path / "none.csv")
 
 
+@pytest.mark.parametrize("randomise", [False, True], ids=["fixed", "randomised"])
 @pytest.mark.parametrize("physics", [SPACE, GROUND], ids=["space", "ground"])
-def test_simulated_lenses_match_the_real_training_keys(samples, physics):
-    """Two-sample KS on 250 simulated lenses vs the real key.
+def test_simulated_lenses_match_the_real_training_keys(samples, physics, randomise):
+    """Two-sample KS on 250 simulated lenses vs the real key, with the fixed and the randomised simulator.
 
     The full check (2,000 lenses, KS < 0.1) is in benchmarks/bench_simulate.py; with 250 lenses the KS
     statistic alone scatters by about 1.36 / sqrt(250) = 0.086 (95 %), so the bound here is 0.15: it still
@@ -59,6 +62,7 @@ def test_simulated_lenses_match_the_real_training_keys(samples, physics):
     """
     from scipy.stats import ks_2samp
 
+    physics = dataclasses.replace(physics, randomise=randomise)
     real = catalog.read_training_key(samples / KEYS[physics.name])
     simulated = catalog.simulated_lens_quantities(physics, 250, seed=1)
     for quantity in catalog.QUANTITIES:
