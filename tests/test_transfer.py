@@ -115,6 +115,32 @@ def test_other_settings_in_a_used_folder_are_refused_and_nothing_changes(checked
     assert (out / "transfer.csv").read_bytes() == before
 
 
+def test_overwrite_with_other_set_b_settings_keeps_set_a_and_the_network(tmp_path, monkeypatch):
+    """Comparing one trained network on several B settings should not retrain it each time; a change of
+    A's settings does retrain."""
+    import lexactum.training
+
+    out = tmp_path / "check"
+    transfer_check(_tiny(out, real=None))
+    kept = {name: (out / name).read_bytes() for name in ("model.safetensors", "sim-A/classifications.csv")}
+    b_before = (out / "sim-B" / "classifications.csv").read_bytes()
+    trained = []
+
+    def training(config):
+        trained.append(config)
+        raise LexactumError("training stopped here by the test")
+
+    monkeypatch.setattr(lexactum.training, "train", training)
+    transfer_check(_tiny(out, real=None, seed_b=2, overwrite=True))
+    assert not trained
+    assert {name: (out / name).read_bytes() for name in kept} == kept
+    assert (out / "sim-B" / "classifications.csv").read_bytes() != b_before
+    assert runs.read_json(out / "config.json")["settings"]["seed_b"] == 2
+    with pytest.raises(LexactumError, match="stopped here by the test"):
+        transfer_check(_tiny(out, real=None, seed_b=2, epochs=2, overwrite=True))
+    assert len(trained) == 1 and trained[0].epochs == 2
+
+
 def test_set_b_settings_go_to_the_simulator(tmp_path, monkeypatch):
     import lexactum.simulate.writer as writer
     from lexactum.transfer import run

@@ -1,14 +1,14 @@
 """Lightning Trainers as ``train`` and ``predict`` run them: one line for a Trainer that Lightning refuses, a
 SIGTERM handler that cannot deadlock several processes, and a stopped run ended as our interruption.
 
-Lightning's own SIGTERM handler (2.6) broadcasts a flag from rank 0 *inside the signal handler*. The handler
-runs wherever rank 0's Python happens to be, e.g. halfway through saving a checkpoint, while another process
-is already waiting in a different collective (the barrier after that checkpoint): neither collective can
-complete and both processes wait for the 30-minute gloo timeout (a two-process CPU run stopped by SIGTERM
-hung in 4 of 10 tries this way on a busy two-core machine; with this handler, in none of 15). Our handler does everything else Lightning's does (the SIGTERM
-passed on to the processes Lightning started, the flag that its loops check and broadcast between steps
-themselves) and no collective; the command's own handler, which Lightning calls after it, then stops the
-process at once.
+Lightning's own SIGTERM handler (2.6) broadcasts a flag from rank 0 *inside the signal handler*. The handler runs
+wherever rank 0's Python happens to be, e.g. halfway through saving a checkpoint, while another process is already
+waiting in a different collective (the barrier after that checkpoint): neither collective can complete and both
+processes wait for the 30-minute gloo timeout (a two-process CPU run stopped by SIGTERM hung in 4 of 10 tries this
+way on a busy two-core machine; with this handler, in none of 15). Our handler does everything else Lightning's does
+(the SIGTERM passed on to the processes Lightning started, the flag that its loops check and broadcast between steps
+themselves) and no collective; the command's own handler, which Lightning calls after it, then stops the process at
+once.
 """
 
 from __future__ import annotations

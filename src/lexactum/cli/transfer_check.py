@@ -17,7 +17,9 @@ scores-<set>.csv (ID, label, score), transfer.csv and transfer.md (n, lenses, AU
 bootstrap intervals per set), histograms.png (scores of non-lenses and lenses per set) and config.json.
 The same command run again continues a killed check: the simulations resume, training resumes from
 run/last.ckpt, a finished model is reused; only the scoring is redone. Other settings in a used OUT are
-refused unless --overwrite (which redoes the simulations and the training).
+refused unless --overwrite, which redoes what the changed settings make: only set B when only --seed-b or
+--setting-b changed (the trained network is kept, to compare one network on several B settings), else the
+simulations and the training.
 """
 
 
@@ -55,7 +57,8 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="K",
                         help="simulation processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="redo a check with other settings already in --out")
+                        help="redo a check with other settings already in --out (only set B when only its "
+                             "settings changed)")
     parser.set_defaults(func=run)
 
 

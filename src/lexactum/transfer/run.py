@@ -112,45 +112,55 @@ def transfer_check(settings: TransferSettings) -> list[dict]:
     out = Path(settings.out)
     runs.check_output_folder(out)
     real = read_real(settings.real, settings.survey) if settings.real is not None else None
-    _check_previous(out, settings)
+    redo = _check_previous(out, settings)
     runs.ensure_folder(out)
-    sim_a = _simulate(settings, SIM_A, settings.n_train + settings.n_test, settings.seed_a, {})
-    model_path, run_dir = _trained_model(settings, sim_a)
-    sim_b = _simulate(settings, SIM_B, settings.n_test, settings.seed_b, settings.settings_b)
+    sim_a = _simulate(settings, SIM_A, settings.n_train + settings.n_test, settings.seed_a, {}, SIM_A in redo)
+    model_path, run_dir = _trained_model(settings, sim_a, retrain=SIM_A in redo)
+    sim_b = _simulate(settings, SIM_B, settings.n_test, settings.seed_b, settings.settings_b, SIM_B in redo)
     scored = [(SET_A, *_run_scores(run_dir)), (SET_B, *_score_dataset(settings, model_path, sim_b))]
     if real is not None:
         scored.append((SET_REAL, real.ids, real.labels, _score_real(settings, model_path, real)))
     return _write_outputs(settings, out, scored)
 
 
-def _check_previous(out: Path, settings: TransferSettings) -> None:
-    """A folder holding another check's results is refused unless ``overwrite`` (whose simulations and run
-    are then redone); the same settings continue it."""
+#: The settings each simulated set (and, for A, the training run) is made from; the others only change the
+#: scoring, which every call redoes.
+MADE_FROM = {SIM_A: ("survey", "n_train", "n_test", "epochs", "network", "batch_size", "seed_a"),
+             SIM_B: ("survey", "n_test", "seed_b", "settings_b")}
+
+
+def _check_previous(out: Path, settings: TransferSettings) -> set[str]:
+    """The sets to simulate anew: none when the folder holds a check with the same settings (it continues),
+    and with ``overwrite`` those whose settings changed (set B alone when only its settings did: A and the
+    trained network are kept). Another check's folder is refused without ``overwrite``."""
     import shutil
 
     from lexactum import runs
 
     if not (out / CONFIG).is_file():
-        return
+        return set()
     before = runs.read_json(out / CONFIG).get("settings", {})
     now = settings.recorded()
     changed = [k for k in now if k not in ("real", "bootstrap") and before.get(k) != now[k]]
     if not changed:
-        return
+        return set()
     if not settings.overwrite:
         raise LexactumError(f"--out {out}: holds a transfer check with other settings ({changed[0]} was "
                             f"{before.get(changed[0])!r}, now {now[changed[0]]!r}); give another --out, or "
                             f"--overwrite to redo it")
-    if (out / RUN).is_dir():
+    redo = {name for name, keys in MADE_FROM.items() if set(keys) & set(changed)}
+    if SIM_A in redo and (out / RUN).is_dir():
         shutil.rmtree(out / RUN)
+    return redo
 
 
-def _simulate(settings: TransferSettings, name: str, n: int, seed: int, extra: dict) -> Path:
+def _simulate(settings: TransferSettings, name: str, n: int, seed: int, extra: dict, anew: bool = False) -> Path:
+    """Simulate (or resume, or reuse) set ``name``; ``anew`` replaces one made with other settings."""
     from lexactum.simulate.writer import simulate_dataset
 
     settings.say(f"simulating {name} ({n} {settings.survey} objects, seed {seed})")
     return simulate_dataset(Path(settings.out) / name, settings.survey, n, layout="train", seed=seed,
-                            workers=settings.workers, overwrite=settings.overwrite,
+                            workers=settings.workers, overwrite=anew,
                             progress=settings.progress is not False,
                             **extra)
 
@@ -179,15 +189,16 @@ def _training_config(settings: TransferSettings, sim_a: Path):
                        run_dir=str(out / RUN), **overrides)
 
 
-def _trained_model(settings: TransferSettings, sim_a: Path) -> tuple[Path, Path]:
-    """(model file, run folder): reused when a finished check with the same settings left them."""
+def _trained_model(settings: TransferSettings, sim_a: Path, retrain: bool = False) -> tuple[Path, Path]:
+    """(model file, run folder): reused when a finished check with the same training settings left them,
+    unless ``retrain``."""
     from lexactum import runs
     from lexactum.training import train
 
     out = Path(settings.out)
     model_path, run_dir = out / MODEL, out / RUN
     finished = (out / CONFIG).is_file() and runs.read_json(out / CONFIG).get("settings", {}).get("epochs")
-    if finished == settings.epochs and model_path.is_file() and (run_dir / "scores.csv").is_file():
+    if not retrain and finished == settings.epochs and model_path.is_file() and (run_dir / "scores.csv").is_file():
         settings.say(f"reusing the model trained before: {model_path}")
         return model_path, run_dir
     settings.say(f"training {settings.network} for {settings.epochs} epochs on {SIM_A}")
