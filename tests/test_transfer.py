@@ -141,14 +141,33 @@ def test_overwrite_with_other_set_b_settings_keeps_set_a_and_the_network(tmp_pat
     assert len(trained) == 1 and trained[0].epochs == 2
 
 
-def test_set_b_settings_go_to_the_simulator(tmp_path, monkeypatch):
+def test_each_sets_settings_go_to_its_simulation(tmp_path, monkeypatch):
+    """--setting-a randomise=false trains on the fixed simulator while B stays randomised, and the reverse."""
     import lexactum.simulate.writer as writer
-    from lexactum.transfer import run
+    import lexactum.training
+
+    import functools
 
     calls = []
-    monkeypatch.setattr(writer, "simulate_dataset", lambda *a, **kw: calls.append(kw))
-    run._simulate(_tiny(tmp_path), "sim-B", 60, 1, {"min_lensed_flux": 300.0})
-    assert calls[0]["min_lensed_flux"] == 300.0 and calls[0]["seed"] == 1
+
+    @functools.wraps(writer.simulate_dataset)  # its signature: the settings are checked against it
+    def simulated(out, survey, n, **kwargs):
+        calls.append((Path(out).name, kwargs))
+        if Path(out).name == "sim-A":
+            raise LexactumError("simulation stopped here by the test")
+
+    monkeypatch.setattr(writer, "simulate_dataset", simulated)
+    monkeypatch.setattr(lexactum.training, "train", lambda config: None)
+    settings = _tiny(tmp_path / "out", real=None, settings_a={"randomise": False},
+                     settings_b={"min_lensed_flux": 300.0})
+    with pytest.raises(LexactumError, match="stopped here"):
+        transfer_check(settings)
+    assert calls[0][0] == "sim-A" and calls[0][1]["randomise"] is False and calls[0][1]["seed"] == 0
+    assert "min_lensed_flux" not in calls[0][1]
+    from lexactum.transfer import run
+
+    run._simulate(settings, "sim-B", 60, 1, settings.settings_b)
+    assert calls[1][0] == "sim-B" and calls[1][1]["min_lensed_flux"] == 300.0 and "randomise" not in calls[1][1]
 
 
 def _fits(path, value=1.0):
@@ -183,6 +202,8 @@ def test_a_bad_real_folder_is_one_line_before_any_work(tmp_path, capsys, layout,
     (["--seed-b", "0"], "--seed-b 0 equals --seed-a"),
     (["--setting-b", "wobble=2"], "--setting-b wobble: not a setting of this simulator"),
     (["--setting-b", "wobble"], "--setting-b 'wobble': expected KEY=VALUE"),
+    (["--setting-a", "wobble=2"], "--setting-a wobble: not a setting of this simulator"),
+    (["--setting-a", "=1"], "--setting-a '=1': expected KEY=VALUE"),
     (["--bootstrap", "-1"], "--bootstrap -1: must be a whole number of resamples"),
 ])
 def test_bad_settings_are_one_line_before_any_work(tmp_path, capsys, argv, message):

@@ -9,6 +9,8 @@ EPILOG = """examples:
   lexactum transfer-check --survey space --n-train 2000 --epochs 5 --real ../shared/challenge_samples --out c/s
         also the labelled real images under the folder (a training archive with its classifications.csv,
         or cutouts sorted into lens/ and nolens/ folders)
+  lexactum transfer-check --survey space --out c/fixed --setting-a randomise=false
+        trained on the simulator's fixed choices (no domain randomisation), scored on randomised sets
   lexactum transfer-check --survey ground --out c/g --setting-b min_lensed_flux=300
         set B simulated with another setting of the simulator (any keyword of simulate_dataset)
 
@@ -48,6 +50,9 @@ def add_parser(subparsers, formatter_class) -> None:
                         help="images per optimiser step")
     parser.add_argument("--seed-a", type=int, default=defaults["seed_a"], metavar="S", help="seed of setting A")
     parser.add_argument("--seed-b", type=int, default=defaults["seed_b"], metavar="S", help="seed of setting B")
+    parser.add_argument("--setting-a", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the simulator for set A only, e.g. randomise=false to train on the "
+                             "fixed simulator (repeatable; VALUE read as JSON)")
     parser.add_argument("--setting-b", action="append", default=[], metavar="KEY=VALUE",
                         help="a setting of the simulator for set B only (repeatable; VALUE read as JSON)")
     parser.add_argument("--real", metavar="DIR", help="folder of labelled real challenge images to score too")
@@ -62,8 +67,9 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_settings(pairs: list[str]) -> dict:
-    """KEY=VALUE strings as a dict, VALUE read as JSON when it is (numbers, true, lists), else as text."""
+def parse_settings(pairs: list[str], option: str) -> dict:
+    """KEY=VALUE strings of ``option`` as a dict, VALUE read as JSON when it is (numbers, true, lists), else as
+    text."""
     import json
 
     from lexactum.errors import LexactumError
@@ -72,7 +78,7 @@ def parse_settings(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key.strip():
-            raise LexactumError(f"--setting-b {pair!r}: expected KEY=VALUE")
+            raise LexactumError(f"{option} {pair!r}: expected KEY=VALUE")
         try:
             settings[key.strip()] = json.loads(text)
         except json.JSONDecodeError:
@@ -87,7 +93,8 @@ def run(args) -> int:
     settings = TransferSettings(
         survey=args.survey, out=args.out, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
         network=args.network, batch_size=args.batch_size, seed_a=args.seed_a, seed_b=args.seed_b,
-        settings_b=parse_settings(args.setting_b), real=args.real, bootstrap=args.bootstrap,
+        settings_a=parse_settings(args.setting_a, "--setting-a"),
+        settings_b=parse_settings(args.setting_b, "--setting-b"), real=args.real, bootstrap=args.bootstrap,
         device=args.device, workers=args.workers, overwrite=args.overwrite)
     rows = transfer_check(settings)
     print(markdown_table(rows, args.bootstrap), end="")

@@ -29,9 +29,9 @@ TABLE_CSV, TABLE_MD, HISTOGRAMS = "transfer.csv", "transfer.md", "histograms.png
 
 @dataclass
 class TransferSettings:
-    """What one transfer check does. ``settings_b`` are extra keyword arguments of
-    :func:`lexactum.simulate.writer.simulate_dataset` for set B (the simulator's randomisation knobs, where it
-    has them); without them B differs from A only by its seed."""
+    """What one transfer check does. ``settings_a`` and ``settings_b`` are extra keyword arguments of
+    :func:`lexactum.simulate.writer.simulate_dataset` for set A and set B (e.g. ``randomise``); without them B
+    differs from A only by its seed."""
 
     survey: str
     out: str | os.PathLike
@@ -42,6 +42,7 @@ class TransferSettings:
     batch_size: int = 32
     seed_a: int = 0
     seed_b: int = 1
+    settings_a: dict = field(default_factory=dict)
     settings_b: dict = field(default_factory=dict)
     real: str | os.PathLike | None = None
     bootstrap: int = 1000
@@ -64,7 +65,7 @@ class TransferSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise LexactumError(f"--{name.replace('_', '-')} must be a whole number >= 0, got {value!r}")
-        if self.seed_a == self.seed_b and not self.settings_b:
+        if self.seed_a == self.seed_b and self.settings_a == self.settings_b:
             raise LexactumError(f"--seed-b {self.seed_b} equals --seed-a: set B would repeat set A's first objects")
         check_bootstrap(self.bootstrap, "--bootstrap")
         fraction = get_preset(self.survey).default_lens_fraction("train")
@@ -75,7 +76,8 @@ class TransferSettings:
                 raise LexactumError(f"{name} {n} is too small: with {fraction:.0%} lenses it holds about "
                                     f"{expected:.1f} of the rarer class; give at least {least} so that both "
                                     f"lenses and non-lenses are scored")
-        _check_simulator_settings(self.settings_b)
+        _check_simulator_settings(self.settings_a, "--setting-a")
+        _check_simulator_settings(self.settings_b, "--setting-b")
 
     def recorded(self) -> dict:
         """The settings as config.json holds them (the real folder resolved)."""
@@ -91,7 +93,7 @@ class TransferSettings:
             print(f"transfer-check: {text}", file=sys.stderr, flush=True)
 
 
-def _check_simulator_settings(settings: dict) -> None:
+def _check_simulator_settings(settings: dict, option: str) -> None:
     """Refuse knobs that this simulator does not take, naming them (not a TypeError after set A is done)."""
     from lexactum.simulate.writer import simulate_dataset
 
@@ -99,7 +101,7 @@ def _check_simulator_settings(settings: dict) -> None:
                                                                     "workers", "overwrite", "progress"}
     unknown = sorted(set(settings) - taken)
     if unknown:
-        raise LexactumError(f"--setting-b {unknown[0]}: not a setting of this simulator (it takes: "
+        raise LexactumError(f"{option} {unknown[0]}: not a setting of this simulator (it takes: "
                             f"{', '.join(sorted(taken))})")
 
 
@@ -114,7 +116,8 @@ def transfer_check(settings: TransferSettings) -> list[dict]:
     real = read_real(settings.real, settings.survey) if settings.real is not None else None
     redo = _check_previous(out, settings)
     runs.ensure_folder(out)
-    sim_a = _simulate(settings, SIM_A, settings.n_train + settings.n_test, settings.seed_a, {}, SIM_A in redo)
+    sim_a = _simulate(settings, SIM_A, settings.n_train + settings.n_test, settings.seed_a, settings.settings_a,
+                      SIM_A in redo)
     model_path, run_dir = _trained_model(settings, sim_a, retrain=SIM_A in redo)
     sim_b = _simulate(settings, SIM_B, settings.n_test, settings.seed_b, settings.settings_b, SIM_B in redo)
     scored = [(SET_A, *_run_scores(run_dir)), (SET_B, *_score_dataset(settings, model_path, sim_b))]
@@ -125,7 +128,7 @@ def transfer_check(settings: TransferSettings) -> list[dict]:
 
 #: The settings each simulated set (and, for A, the training run) is made from; the others only change the
 #: scoring, which every call redoes.
-MADE_FROM = {SIM_A: ("survey", "n_train", "n_test", "epochs", "network", "batch_size", "seed_a"),
+MADE_FROM = {SIM_A: ("survey", "n_train", "n_test", "epochs", "network", "batch_size", "seed_a", "settings_a"),
              SIM_B: ("survey", "n_test", "seed_b", "settings_b")}
 
 
@@ -139,7 +142,7 @@ def _check_previous(out: Path, settings: TransferSettings) -> set[str]:
 
     if not (out / CONFIG).is_file():
         return set()
-    before = runs.read_json(out / CONFIG).get("settings", {})
+    before = {"settings_a": {}, **runs.read_json(out / CONFIG).get("settings", {})}  # none before --setting-a
     now = settings.recorded()
     changed = [k for k in now if k not in ("real", "bootstrap") and before.get(k) != now[k]]
     if not changed:
@@ -276,10 +279,14 @@ def _write_outputs(settings: TransferSettings, out: Path, scored: list) -> list[
 def _markdown(settings: TransferSettings, rows: list[dict]) -> str:
     from lexactum.transfer.report import markdown_table
 
-    knobs = ", ".join(f"{k}={v!r}" for k, v in settings.settings_b.items()) or "none (seed only)"
+    def knobs(values: dict) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in values.items())
+
+    a_knobs = f", {knobs(settings.settings_a)}" if settings.settings_a else ""
     return (f"# Transfer check: {settings.survey}, {settings.network}, {settings.epochs} epochs\n\n"
-            f"Trained on {SIM_A} ({settings.n_train} objects, seed {settings.seed_a}; {VALIDATION_SHARE:.0%} "
-            f"of them for validation). {SET_A}: the {SIM_A} objects held out for testing; {SET_B}: "
-            f"{settings.n_test} objects simulated with seed {settings.seed_b}, other settings: {knobs}"
+            f"Trained on {SIM_A} ({settings.n_train} objects, seed {settings.seed_a}{a_knobs}; "
+            f"{VALIDATION_SHARE:.0%} of them for validation). {SET_A}: the {SIM_A} objects held out for testing; "
+            f"{SET_B}: {settings.n_test} objects simulated with seed {settings.seed_b}, other settings: "
+            f"{knobs(settings.settings_b) or 'none (seed only)'}"
             + (f"; {SET_REAL}: labelled real images from {settings.recorded()['real']}" if settings.real else "")
             + ".\n\n" + markdown_table(rows, settings.bootstrap))
