@@ -29,7 +29,8 @@ OUT=/scratch/$USER/survey/candidates
 
 source "$HOME/lexactum/.venv/bin/activate"
 
-srun lexactum predict "$CUBE" \
+# --kill-on-bad-exit ends every task when one fails (the others would wait for it in their next collective).
+srun --kill-on-bad-exit=1 lexactum predict "$CUBE" \
     --model "$HOME/lexactum/models/space_lens_flow_50epochs.safetensors" \
     --model "$HOME/lexactum/models/space_lastro_epfl_50epochs.safetensors" \
     --tta 8 --combine mean \
