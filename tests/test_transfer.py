@@ -143,10 +143,10 @@ def test_overwrite_with_other_set_b_settings_keeps_set_a_and_the_network(tmp_pat
 
 def test_each_sets_settings_go_to_its_simulation(tmp_path, monkeypatch):
     """--setting-a randomise=false trains on the fixed simulator while B stays randomised, and the reverse."""
+    import functools
+
     import lexactum.simulate.writer as writer
     import lexactum.training
-
-    import functools
 
     calls = []
 

@@ -18,7 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lexactum import runs
 from lexactum.devices import resolve_precision
 from lexactum.errors import LexactumError
-from lexactum.progress import wanted
+from lexactum.progress import lightning_refresh_rate, wanted
 from lexactum.trainers import make_trainer
 
 
@@ -140,7 +140,7 @@ def build_trainer(run_dir: str | os.PathLike, epochs: int, device: str = "auto",
     if patience is not None:
         all_callbacks.append(GivenPatience(monitor="val_auc", mode="max", patience=patience, check_finite=False))
     if progress:
-        all_callbacks.append(TQDMProgressBar())
+        all_callbacks.append(TQDMProgressBar(refresh_rate=lightning_refresh_rate()))
     all_callbacks.extend(callbacks)
     options = dict(
         default_root_dir=run_dir, max_epochs=epochs, use_distributed_sampler=False,
