@@ -98,3 +98,12 @@ def test_a_system_exit_that_is_no_interruption_goes_through():
     with pytest.raises(SystemExit) as caught:
         run_stopping_cleanly(_stopped(False, False, None, code=3), "fit", lambda: "")
     assert caught.value.code == 3
+
+
+def test_the_trainer_pickles_as_ddp_spawn_sends_it_to_its_processes():
+    import pickle
+
+    trainer = make_trainer("train", ONE_CPU, "32-true", logger=False, enable_checkpointing=False,
+                           enable_progress_bar=False, enable_model_summary=False)
+    copy = pickle.loads(pickle.dumps(trainer._signal_connector))
+    assert type(copy) is type(trainer._signal_connector) and not copy.received_sigterm

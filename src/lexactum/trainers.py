@@ -13,37 +13,34 @@ once.
 
 from __future__ import annotations
 
+import lightning as L
+from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
+
 from lexactum import processes
 from lexactum.errors import LexactumError
 
 
-def make_trainer(what: str, distribution, precision: str, **options):
+class NoCollectiveSignalConnector(_SignalConnector):
+    """Lightning's signal connector, whose SIGTERM handler makes no collective call (see the module). A class
+    of the module, not of a function: ``--strategy ddp_spawn`` pickles the Trainer into its processes."""
+
+    def _sigterm_notifier_fn(self, signum, _frame) -> None:
+        launcher = self.trainer.strategy.launcher
+        if not self.received_sigterm and launcher is not None:
+            launcher.kill(signum)  # the processes Lightning started itself stop too
+        self.received_sigterm = True
+
+
+def make_trainer(what: str, distribution, precision: str, **options) -> L.Trainer:
     """``lightning.Trainer(**options)`` on ``distribution`` at ``precision``, with the SIGTERM handler above;
     a combination Lightning refuses is one line that names ``what`` the Trainer was for."""
-    import lightning as L
-
     try:
         trainer = L.Trainer(**distribution.trainer_kwargs(), precision=precision, **options)
     except (ValueError, TypeError) as exc:  # Lightning's MisconfigurationException is a ValueError
         raise LexactumError(f"cannot {what} on {distribution.describe()} with precision {precision!r}: "
                             f"{exc}") from None
-    trainer._signal_connector = _signal_connector(trainer)
+    trainer._signal_connector = NoCollectiveSignalConnector(trainer)
     return trainer
-
-
-def _signal_connector(trainer):
-    from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
-
-    class NoCollectiveSignalConnector(_SignalConnector):
-        """Lightning's signal connector, whose SIGTERM handler makes no collective call (see the module)."""
-
-        def _sigterm_notifier_fn(self, signum, _frame) -> None:
-            launcher = self.trainer.strategy.launcher
-            if not self.received_sigterm and launcher is not None:
-                launcher.kill(signum)  # the processes Lightning started itself stop too
-            self.received_sigterm = True
-
-    return NoCollectiveSignalConnector(trainer)
 
 
 def run_stopping_cleanly(trainer, stage: str, hint, *args, **kwargs):
