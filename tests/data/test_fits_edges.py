@@ -3,6 +3,8 @@ files without an image, degenerate shapes, and the arguments of read_fits_stack.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -119,3 +121,43 @@ def test_truncated_data_says_how_many_bytes_it_needs(tmp_path):
     message = f"^{path}: truncated FITS file \\(3880 bytes; header and 101x101 float32 image need 43684\\)$"
     with pytest.raises(DataError, match=message):
         read_fits(path)
+
+
+def _card_by_card(path, cards: list[str], data: np.ndarray) -> None:
+    """Write a FITS file card by card (astropy's writer refuses the odd cards below), latin-1 allowed."""
+    header = b"".join(card.ljust(80).encode("latin-1") for card in [*cards, "END"])
+    pixels = data.astype(">f4").tobytes()
+    path.write_bytes(header + b" " * (-len(header) % BLOCK) + pixels + b"\0" * (-len(pixels) % BLOCK))
+
+
+_PLAIN_3x4 = ["SIMPLE  =                    T", "BITPIX  =                  -32", "NAXIS   =                    2",
+              "NAXIS1  =                    4", "NAXIS2  =                    3"]
+#: A non-ASCII byte in a header makes astropy parse it with its full parser, which honours HIERARCH cards
+#: naming BZERO or BSCALE and ends a header at a malformed END card (its quick parser does neither).
+_NOT_ASCII = "COMMENT caf\xe9"
+
+
+@pytest.mark.parametrize("card", ["HIERARCH BZERO = 5", "HIERARCH BSCALE = 2.5", "HIERARCH bzero = -1"])
+def test_a_hierarch_scaling_card_is_applied_as_astropy_does(tmp_path, card):
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = tmp_path / "hierarch.fits"
+    _card_by_card(path, [*_PLAIN_3x4, _NOT_ASCII, card], data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = fits.getdata(path)
+    assert not np.array_equal(expected, data)  # astropy does scale this file
+    np.testing.assert_array_equal(read_fits(path), expected)
+    np.testing.assert_array_equal(read_fits_stack([path, path])[1], expected)
+
+
+def test_a_malformed_end_card_is_never_read_past(tmp_path):
+    """astropy's header ends at ``END     = 5`` in the first block; the real END card in the second block
+    would put the image one block later: astropy refuses the file, and so does read_fits."""
+    fillers = [f"FILL{k:<4d}= {k:20d}" for k in range(40)]
+    path = tmp_path / "early_end.fits"
+    _card_by_card(path, [*_PLAIN_3x4, _NOT_ASCII, "END     = 5", *fillers], np.ones((3, 4), np.float32))
+    assert path.stat().st_size == 3 * BLOCK
+    with pytest.raises(DataError, match=f"^{path}: cannot read as a FITS image"):
+        read_fits(path)
+    with pytest.raises(DataError, match=f"^{path}: cannot read as a FITS image"):
+        read_fits_stack([path])

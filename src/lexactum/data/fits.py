@@ -174,8 +174,8 @@ def _read_with_astropy(path) -> np.ndarray:
     if data is None or data.dtype.names is not None:
         raise DataError(f"{path}: FITS file holds no image data")
     data = np.asarray(data)
-    while data.ndim > 2 and data.shape[0] == 1:
-        data = data[0]
+    while data.ndim > 2 and data.shape[0] == 1:  # a cube of one plane (NAXIS3 = 1): its image
+        data = data.squeeze(axis=0)
     if data.ndim != 2:
         raise DataError(f"{path}: FITS image has shape {data.shape}, expected a 2-D image")
     return np.ascontiguousarray(data, dtype=np.float32)
