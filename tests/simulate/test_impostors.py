@@ -182,3 +182,35 @@ def test_a_survey_without_rates_is_one_clear_error():
     physics = replace(PRESETS["space"], name="elsewhere", randomise=True)
     with pytest.raises(LexactumError, match="no impostor rates for survey 'elsewhere'"):
         scene.draw_field(physics, np.random.default_rng(0), is_lens=False)
+
+
+def test_a_randomised_dataset_lists_the_impostors_of_each_object(tmp_path):
+    """impostors.csv says which kinds each non-lens was dressed with (as the writer drew them), none for
+    lenses; a dataset without randomisation has no such file (and its bytes stay those of before)."""
+    from lexactum.simulate.writer import IMPOSTOR_TRUTH, read_impostor_truth
+
+    physics = replace(PRESETS["space"], randomise=True)
+    n, seed, fraction = 24, 3, 0.25
+    out = simulate_dataset(tmp_path / "r", "space", n, layout="train", seed=seed, lens_fraction=fraction,
+                           workers=1, progress=False)
+    truth = read_impostor_truth(out)
+    expected = {}
+    for index in range(n):  # the writer's draws: the lens coin, then the field
+        rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
+        is_lens = rng.random() < fraction
+        fld = scene.draw_field(physics, rng, is_lens=is_lens)
+        expected[100_000 + index] = () if is_lens else tuple(fld.impostor_kinds)
+    assert truth == expected
+    assert any(truth.values()) and any(not kinds for kinds in truth.values())
+    fixed = simulate_dataset(tmp_path / "f", "space", 4, layout="train", seed=seed, workers=1, progress=False,
+                             randomise=False)
+    assert read_impostor_truth(fixed) is None and not (fixed / IMPOSTOR_TRUTH).exists()
+
+
+def test_an_unreadable_impostor_truth_is_one_line_naming_it(tmp_path):
+    from lexactum.errors import DataError
+    from lexactum.simulate.writer import IMPOSTOR_TRUTH, read_impostor_truth
+
+    (tmp_path / IMPOSTOR_TRUTH).write_text("ID,kinds\n1,ring\n")
+    with pytest.raises(DataError, match="impostors.csv: not an impostor truth file"):
+        read_impostor_truth(tmp_path)

@@ -50,6 +50,8 @@ def catalog_row(physics: SurveyPhysics, fld: scene.Field, object_id: int, quanti
            "noise_factor": fld.noise_sigma[0] / physics.noise_sigma[0],
            "n_masked": int(sum(len(p) for _, p in fld.masks))}
     row.update(quantities if quantities is not None else lens_quantities(physics, fld))
+    if physics.randomise:  # only randomised fields have impostors (and the fixed rows stay as they were)
+        row["impostors"] = "+".join(fld.impostor_kinds)
     return row
 
 

@@ -56,6 +56,8 @@ class Field:
     """The instrument and population choices it was drawn with (None: the fixed ones)."""
     artefacts: list = field(default_factory=list)
     """Impostor light and detector artefacts painted on the rendered image (:mod:`.impostors`)."""
+    impostor_kinds: list[str] = field(default_factory=list)
+    """The impostor kinds a non-lens was dressed with (the dataset's impostors.csv lists them)."""
 
     @property
     def einstein_area(self) -> float:
@@ -236,7 +238,7 @@ def draw_field(physics: SurveyPhysics, rng: np.random.Generator, is_lens: bool) 
                 noise_sigma=noise_sigma, z_lens=z_lens, z_source=z_source, mag_lens=mag_lens,
                 mag_source=mag_source if is_lens else float("nan"), masks=masks, conditions=cond)
     if physics.randomise:  # randomised populations include the impostors; off keeps the earlier bytes
-        impostors.dress(physics, rng, fld)  # non-lenses only: spirals, rings, mergers, ..., artefacts
+        fld.impostor_kinds = impostors.dress(physics, rng, fld)  # non-lenses only: spirals, rings, mergers, ...
     return fld
 
 

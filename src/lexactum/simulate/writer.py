@@ -104,6 +104,35 @@ def write_training_catalog(root: Path, rows: Sequence[dict]) -> Path:
     return path
 
 
+def write_impostor_truth(root: Path, rows: Sequence[dict]) -> Path | None:
+    """``impostors.csv`` beside the catalog of a randomised dataset: ``ID,is_lens,impostors`` per object, the
+    kinds joined by ``+`` (empty for lenses and plain non-lenses). Why: the false positives that matter are
+    the impostors, and a score per kind says which of them a network takes for lenses. Rows journalled before
+    the column existed give no file (a partial truth would mislead): None."""
+    if not all("impostors" in row for row in rows):
+        return None
+    lines = ["ID,is_lens,impostors"] + [f"{int(r['ID'])},{int(r['is_lens'])},{r['impostors']}" for r in rows]
+    path = Path(root) / IMPOSTOR_TRUTH
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return path
+
+
+def read_impostor_truth(root: str | Path) -> dict[int, tuple[str, ...]] | None:
+    """ID -> impostor kinds of a dataset's ``impostors.csv``, or None where it has none (not randomised)."""
+    import csv
+
+    from lexactum.errors import DataError
+
+    path = Path(root) / IMPOSTOR_TRUTH
+    if not path.is_file():
+        return None
+    try:
+        with open(path, newline="") as fh:
+            return {int(r["ID"]): tuple(k for k in r["impostors"].split("+") if k) for r in csv.DictReader(fh)}
+    except (OSError, KeyError, ValueError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path}: not an impostor truth file ({exc})") from None
+
+
 def write_test_catalog(root: Path, survey: SurveyFormat, rows: Sequence[dict], columns: Sequence[str],
                        comments: Sequence[str] = ()) -> Path:
     """The test-layout truth catalog: ``#`` comment lines, then a header row naming ``columns``."""
@@ -125,6 +154,8 @@ def _format_value(value) -> str:
 # ------------------------------------------------------------------------------------ simulated datasets
 
 MANIFEST = ".lexactum-simulate.json"
+#: The impostor kinds of each object of a randomised dataset (see write_impostor_truth).
+IMPOSTOR_TRUTH = "impostors.csv"
 ROWS_JOURNAL = ".lexactum-simulate-rows.jsonl"
 #: Meaning of a parameter missing from a manifest written before the parameter existed.
 MANIFEST_DEFAULTS = {"randomise": False}
@@ -214,6 +245,8 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
         write_training_catalog(out, ordered)
     else:
         write_test_catalog(out, fmt, ordered, TEST_COLUMNS, TEST_COMMENTS)
+    if randomise:
+        write_impostor_truth(out, ordered)
     write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=True), indent=1) + "\n")
     return out
 
@@ -392,7 +425,7 @@ def _outputs_of(out: Path, params: dict) -> list[Path]:
                             "wrote; choose an empty folder") from None
     folders = [out / object_folder(fmt, layout, k * per_folder, per_folder) for k in range(-(-n // per_folder))]
     catalog = TRAINING_CATALOG if layout == "train" else fmt.test_catalog
-    return folders + [out / catalog, out / ROWS_JOURNAL, out / REPORT_PNG, out / MANIFEST]
+    return folders + [out / catalog, out / IMPOSTOR_TRUTH, out / ROWS_JOURNAL, out / REPORT_PNG, out / MANIFEST]
 
 
 #: Temporary files of a killed run: ``lexactum.runs.atomic_path``'s hidden
