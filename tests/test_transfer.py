@@ -71,6 +71,31 @@ def test_set_a_is_the_held_out_part_and_set_b_another_simulation(checked):
     assert runs.read_json(out / "config.json")["settings"]["seed_b"] == 1
 
 
+def test_the_non_lenses_of_each_simulated_set_are_scored_per_impostor_kind(checked):
+    """impostors-by-kind.csv: for each kind its non-lenses' count and median score, and the AUC of the set's
+    lenses against them alone, recomputed here from the scores and the sets' impostors.csv."""
+    from lexactum.evaluation.metrics import auc
+    from lexactum.simulate.writer import read_impostor_truth
+
+    out, _ = checked
+    table = runs.read_csv(out / "impostors-by-kind.csv")
+    assert {r["set"] for r in table} == {"sim_A_test", "sim_B"}
+    assert {r["kind"] for r in table} - {"(none)"}  # the tiny sets hold impostors too
+    for name, folder in (("sim_A_test", "sim-A"), ("sim_B", "sim-B")):
+        truth = read_impostor_truth(out / folder)
+        rows = runs.read_csv(out / f"scores-{name}.csv")
+        lenses = [float(r["score"]) for r in rows if r["label"] == "1"]
+        for row in (r for r in table if r["set"] == name):
+            chosen = [float(r["score"]) for r in rows if r["label"] == "0"
+                      and (row["kind"] in truth[int(r["ID"])] or (row["kind"] == "(none)" and not truth[int(r["ID"])]))]
+            assert int(row["n"]) == len(chosen) > 0
+            assert float(row["median_score"]) == pytest.approx(np.median(chosen))
+            expected = auc(np.r_[np.ones(len(lenses)), np.zeros(len(chosen))], np.r_[lenses, chosen])
+            assert float(row["auc"]) == pytest.approx(expected)
+    assert "## Non-lenses by impostor kind" in (out / "transfer.md").read_text()
+    assert "impostors-by-kind.csv" in runs.read_json(out / "config.json")["outputs"]
+
+
 def test_the_histograms_are_a_drawn_picture(checked):
     import matplotlib.image
 

@@ -66,3 +66,42 @@ def plot_histograms(sets: list[tuple[str, np.ndarray, np.ndarray]], path: str | 
     axes[0].set_ylabel("density")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+#: Columns of impostors-by-kind.csv.
+IMPOSTOR_COLUMNS = ("set", "kind", "n", "auc", "median_score")
+#: The row of the plain non-lenses (no impostor) in that table.
+PLAIN = "(none)"
+
+
+def impostor_rows(name: str, ids: np.ndarray, labels: np.ndarray, scores: np.ndarray,
+                  truth: dict[int, tuple[str, ...]]) -> list[dict]:
+    """Per impostor kind among a simulated set's non-lenses: how many, their median score and the AUC of the
+    set's lenses against them alone (a non-lens with two kinds counts for both); the plain non-lenses first.
+    Why: a network that takes rings or blue companions for lenses shows here, not in the set's single AUC."""
+    from lexactum.evaluation.metrics import auc
+
+    lenses = scores[labels == 1]
+    groups: dict[str, list[float]] = {}
+    for object_id, label, score in zip(ids, labels, scores, strict=True):
+        if label == 0:
+            for kind in truth.get(int(object_id), ()) or (PLAIN,):
+                groups.setdefault(kind, []).append(float(score))
+    order = [PLAIN] * (PLAIN in groups) + sorted((k for k in groups if k != PLAIN), key=lambda k: -len(groups[k]))
+    rows = []
+    for kind in order:
+        chosen = np.asarray(groups[kind])
+        value = auc(np.r_[np.ones(len(lenses)), np.zeros(len(chosen))], np.r_[lenses, chosen]) if len(lenses) else None
+        rows.append({"set": name, "kind": kind, "n": len(chosen), "auc": value,
+                     "median_score": float(np.median(chosen))})
+    return rows
+
+
+def markdown_impostors(rows: list[dict]) -> str:
+    """impostors-by-kind as Markdown, for transfer.md."""
+    lines = ["| set | non-lenses with | n | AUC of the lenses against them | median score |",
+             "|---|---|---:|---|---|"]
+    for row in rows:
+        value = "-" if row["auc"] is None else f"{row['auc']:.3f}"
+        lines.append(f"| {row['set']} | {row['kind']} | {row['n']} | {value} | {row['median_score']:.3f} |")
+    return "\n".join(lines) + "\n"

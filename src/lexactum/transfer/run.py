@@ -25,6 +25,7 @@ SET_A, SET_B, SET_REAL = "sim_A_test", "sim_B", "real"
 #: Files and folders inside the output folder.
 SIM_A, SIM_B, RUN, MODEL, CONFIG = "sim-A", "sim-B", "run", "model.safetensors", "config.json"
 TABLE_CSV, TABLE_MD, HISTOGRAMS = "transfer.csv", "transfer.md", "histograms.png"
+IMPOSTORS_CSV = "impostors-by-kind.csv"
 
 
 @dataclass
@@ -123,7 +124,21 @@ def transfer_check(settings: TransferSettings) -> list[dict]:
     scored = [(SET_A, *_run_scores(run_dir)), (SET_B, *_score_dataset(settings, model_path, sim_b))]
     if real is not None:
         scored.append((SET_REAL, real.ids, real.labels, _score_real(settings, model_path, real)))
-    return _write_outputs(settings, out, scored)
+    return _write_outputs(settings, out, scored, _impostor_rows(scored, {SET_A: sim_a, SET_B: sim_b}))
+
+
+def _impostor_rows(scored: list, folders: dict[str, Path]) -> list[dict]:
+    """The scores of each simulated set's non-lenses per impostor kind, for the sets that list their
+    impostors (randomised ones)."""
+    from lexactum.simulate.writer import read_impostor_truth
+    from lexactum.transfer.report import impostor_rows
+
+    rows = []
+    for name, ids, labels, scores in scored:
+        truth = read_impostor_truth(folders[name]) if name in folders else None
+        if truth is not None:
+            rows += impostor_rows(name, ids, labels, scores, truth)
+    return rows
 
 
 #: The settings each simulated set (and, for A, the training run) is made from; the others only change the
@@ -252,10 +267,11 @@ def _mask_value(survey: str):
     return get_survey(survey).mask_value
 
 
-def _write_outputs(settings: TransferSettings, out: Path, scored: list) -> list[dict]:
-    """scores-<set>.csv, transfer.csv, transfer.md, histograms.png and config.json, all or none of them."""
+def _write_outputs(settings: TransferSettings, out: Path, scored: list, impostors: list[dict]) -> list[dict]:
+    """scores-<set>.csv, transfer.csv, transfer.md, histograms.png, impostors-by-kind.csv (sets that list
+    their impostors) and config.json, all or none of them."""
     from lexactum import runs
-    from lexactum.transfer.report import COLUMNS, plot_histograms, table_row
+    from lexactum.transfer.report import COLUMNS, IMPOSTOR_COLUMNS, plot_histograms, table_row
 
     rows = []
     for name, _ids, labels, scores in scored:
@@ -268,16 +284,21 @@ def _write_outputs(settings: TransferSettings, out: Path, scored: list) -> list[
             runs.write_csv(out / f"scores-{name}.csv", [{"ID": i, "label": int(lab), "score": float(s)}
                                                         for i, lab, s in zip(ids, labels, scores, strict=True)])
         runs.write_csv(out / TABLE_CSV, rows, fieldnames=COLUMNS)
-        runs.write_text_atomic(out / TABLE_MD, _markdown(settings, rows))
+        outputs = [TABLE_CSV, TABLE_MD, HISTOGRAMS]
+        if impostors:
+            runs.write_csv(out / IMPOSTORS_CSV, impostors, fieldnames=IMPOSTOR_COLUMNS)
+            outputs.append(IMPOSTORS_CSV)
+        elif (out / IMPOSTORS_CSV).is_file():  # an earlier check's, now out of date
+            (out / IMPOSTORS_CSV).unlink()
+        runs.write_text_atomic(out / TABLE_MD, _markdown(settings, rows, impostors))
         plot_histograms([(name, labels, scores) for name, _, labels, scores in scored], out / HISTOGRAMS)
-        runs.write_json(out / CONFIG, {"settings": settings.recorded(),
-                                       "outputs": [TABLE_CSV, TABLE_MD, HISTOGRAMS]})
+        runs.write_json(out / CONFIG, {"settings": settings.recorded(), "outputs": outputs})
     settings.say(f"wrote {out / TABLE_CSV}, {TABLE_MD}, {HISTOGRAMS}")
     return rows
 
 
-def _markdown(settings: TransferSettings, rows: list[dict]) -> str:
-    from lexactum.transfer.report import markdown_table
+def _markdown(settings: TransferSettings, rows: list[dict], impostors: list[dict]) -> str:
+    from lexactum.transfer.report import markdown_impostors, markdown_table
 
     def knobs(values: dict) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in values.items())
@@ -289,4 +310,6 @@ def _markdown(settings: TransferSettings, rows: list[dict]) -> str:
             f"{SET_B}: {settings.n_test} objects simulated with seed {settings.seed_b}, other settings: "
             f"{knobs(settings.settings_b) or 'none (seed only)'}"
             + (f"; {SET_REAL}: labelled real images from {settings.recorded()['real']}" if settings.real else "")
-            + ".\n\n" + markdown_table(rows, settings.bootstrap))
+            + ".\n\n" + markdown_table(rows, settings.bootstrap)
+            + (f"\n## Non-lenses by impostor kind ({IMPOSTORS_CSV})\n\n{markdown_impostors(impostors)}"
+               if impostors else ""))
