@@ -1,6 +1,7 @@
 """Edges of the Keras .h5 import found by the mutation check (issue 13): the configuration we generate is the one
-Keras saved, the message for a model cut short, Keras 3's registered names, batch-norm settings at their bounds or
-left out, and weight names without a layer prefix."""
+Keras saved, messages naming where a file differs, Keras 3's registered names, settings left at Keras's defaults,
+batch-norm momentum at its bounds, layers that differ only in a setting, weight names without a layer prefix, and
+HDF5 errors on one line."""
 
 from __future__ import annotations
 
@@ -42,6 +43,20 @@ def _assert_predicts_like_keras(path, keras_fixtures):
     with torch.no_grad():
         logits = load_keras_model(path)(torch.from_numpy(reference["inputs"].transpose(0, 3, 1, 2).copy()))
     np.testing.assert_allclose(torch.sigmoid(logits).double().numpy(), reference["expected"], rtol=0, atol=1e-5)
+
+
+#: Keras's default of each setting we read (a file may leave a setting out, or Keras may, at its default).
+KERAS_DEFAULTS = {
+    "Conv2D": {"strides": [1, 1], "padding": "valid", "data_format": "channels_last", "dilation_rate": [1, 1],
+               "groups": 1, "activation": "linear", "use_bias": True},
+    "Dense": {"activation": "linear", "use_bias": True},
+    "BatchNormalization": {"momentum": 0.99, "epsilon": 1e-3, "center": True, "scale": True},
+    "MaxPooling2D": {"pool_size": [2, 2], "padding": "valid", "data_format": "channels_last"},
+    "AveragePooling2D": {"pool_size": [2, 2], "padding": "valid", "data_format": "channels_last"},
+    "Flatten": {"data_format": "channels_last"},
+    "ELU": {"alpha": 1.0},
+    "ReLU": {"max_value": None, "negative_slope": 0.0, "threshold": 0.0},
+}
 
 
 def _batch_norms(config):
@@ -113,7 +128,50 @@ def test_a_registered_custom_layer_is_refused(copy_of, module, registered, shown
         load_keras_model(path)
 
 
-# ---- batch-norm settings ------------------------------------------------------------------------------------
+# ---- settings and their defaults ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stem", sorted(FIXTURES))
+def test_settings_at_keras_defaults_may_be_left_out(copy_of, keras_fixtures, stem):
+    """A file without the settings that are at Keras's defaults (pooling strides equal to the pool size
+    included) is the same model: we read each missing setting as Keras would."""
+
+    def strip(config):
+        for layer in config["config"]["layers"]:
+            settings = layer["config"]
+            defaults = KERAS_DEFAULTS.get(layer["class_name"], {})
+            if "pool_size" in settings and settings.get("strides") == settings["pool_size"]:
+                del settings["strides"]
+            for key in [key for key, value in defaults.items() if key in settings and settings[key] == value]:
+                del settings[key]
+
+    path = copy_of(stem, strip)
+    with h5py.File(path, "r") as handle:
+        stripped = json.dumps(json.loads(handle.attrs["model_config"]))
+    assert '"strides": [1, 1]' not in stripped and '"momentum": 0.99' not in stripped  # the test removes them
+    _assert_predicts_like_keras(path, keras_fixtures)
+    norms = [m for m in load_keras_model(path).modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)]
+    assert all(m.eps == 1e-3 and m.momentum == pytest.approx(0.01) for m in norms)
+
+
+@pytest.mark.parametrize(("stem", "kind", "change", "shown"), [
+    ("wsi_net_c1", "ELU", {"class_name": "ReLU", "config": {}}, "activation=relu"),
+    ("wsi_net_c1", "ELU", {"config": {"alpha": 0.5}}, "activation=elu(alpha=0.5)"),
+    ("wsi_net_c1", "ReLU", {"config": {"max_value": 6.0}}, "activation=relu(max_value=6.0"),
+    ("lens_flow_c1", "Conv2D", {"config": {"dilation_rate": [2, 2]}}, "dilation=2x2"),
+])
+def test_a_layer_differing_in_one_setting_is_refused(copy_of, stem, kind, change, shown):
+    """Activation layers of another kind or setting, and dilated convolutions, compute something else."""
+
+    def edit(config):
+        layer = next(layer for layer in config["config"]["layers"] if layer["class_name"] == kind)
+        layer["class_name"] = change.get("class_name", kind)
+        layer["config"].update(change["config"])
+
+    path = copy_of(stem, edit)
+    with pytest.raises(ModelFileError, match=r"not one of the seed networks .* is (Activation|Conv2D)\(") as error:
+        load_keras_model(path)
+    assert shown in str(error.value) and f"closest: {stem[:-3]}" in str(error.value)
+
 
 @pytest.mark.parametrize("momentum", [0.0, 1.0])
 def test_batch_norm_momentum_at_its_bounds_is_accepted(copy_of, keras_fixtures, momentum):
@@ -131,17 +189,20 @@ def test_batch_norm_momentum_outside_0_1_is_refused(copy_of, momentum):
         load_keras_model(path)
 
 
-def test_batch_norm_without_epsilon_and_momentum_gets_keras_defaults(copy_of, keras_fixtures):
-    """Keras leaves out settings at their defaults in some versions: epsilon 1e-3 and momentum 0.99 then."""
+# ---- the layer graph ------------------------------------------------------------------------------------------
 
-    def strip(config):
-        for bn in _batch_norms(config):
-            del bn["epsilon"], bn["momentum"]
+def test_layers_off_the_path_from_input_to_output_are_refused_naming_them(copy_of):
+    """Two layers reading each other, apart from the model: each is read by another, so neither is an output."""
 
-    path = copy_of("wsi_net_c1", strip)
-    _assert_predicts_like_keras(path, keras_fixtures)
-    norms = [m for m in load_keras_model(path).modules() if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d)]
-    assert norms and all(m.eps == 1e-3 and m.momentum == pytest.approx(0.01) for m in norms)
+    def add_loop(config):
+        for name, reads in (("loop_a", "loop_b"), ("loop_b", "loop_a")):
+            config["config"]["layers"].append({"class_name": "Dropout", "name": name, "inbound_nodes": [
+                [[reads, 0, 0, {}]]], "config": {"name": name, "rate": 0.1}})
+
+    path = copy_of("wsi_net_c1", add_loop)
+    with pytest.raises(ModelFileError) as error:
+        load_keras_model(path)
+    assert str(error.value) == f"{path}: layers ['loop_a', 'loop_b'] are not on the path from input to output"
 
 
 # ---- weight names ------------------------------------------------------------------------------------------------
@@ -159,3 +220,20 @@ def test_weight_names_are_matched_by_their_last_part(copy_of, keras_fixtures, pr
             if old_names:
                 group.attrs["weight_names"] = new_names
     _assert_predicts_like_keras(path, keras_fixtures)
+
+
+# ---- HDF5 errors -------------------------------------------------------------------------------------------------
+
+def test_an_hdf5_error_of_several_lines_is_reported_by_its_first(monkeypatch, tmp_path):
+    """Errors are one line: of an HDF5 message over several lines, the first (what went wrong) is kept."""
+
+    def refuse(*args, **kwargs):
+        raise OSError("Unable to open file (file signature not found)\nHDF5-DIAG: error detected in H5F.c")
+
+    path = tmp_path / "model.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n")
+    monkeypatch.setattr(h5py, "File", refuse)
+    with pytest.raises(ModelFileError) as error:
+        load_keras_model(path)
+    assert str(error.value) == (f"{path}: not a readable HDF5 file (corrupt or truncated?): "
+                                "Unable to open file (file signature not found)")

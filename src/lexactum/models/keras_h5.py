@@ -83,7 +83,8 @@ class _KerasConfigBuilder:
 
     _PREFIX = {"Conv2D": "conv2d", "Dense": "dense", "BatchNormalization": "batch_normalization",
                "MaxPooling2D": "max_pooling2d", "AveragePooling2D": "average_pooling2d", "Flatten": "flatten",
-               "Dropout": "dropout", "ELU": "elu", "ReLU": "re_lu", "Add": "add", "InputLayer": "input"}
+               "Dropout": "dropout", "ELU": "elu", "ReLU": "re_lu", "Add": "add",
+               "InputLayer": "input_1"}  # Keras numbers inputs from 1 (and a config has one)
 
     def __init__(self, in_channels: int, functional: bool):
         self.functional = functional
@@ -99,8 +100,6 @@ class _KerasConfigBuilder:
         count = self._counts.get(prefix, 0)
         self._counts[prefix] = count + 1
         name = prefix if count == 0 else f"{prefix}_{count}"
-        if class_name == "InputLayer":
-            name = f"input_{count + 1}"
         config = {"name": name, "trainable": True, "dtype": "float32", **config}
         layer = {"class_name": class_name, "config": config}
         if self.functional:
@@ -536,7 +535,7 @@ def _layer_weights(weights_root, layer: KerasLayer, source: str) -> dict[str, An
     names = [_text(n) for n in group.attrs.get("weight_names", [])]
     arrays = {}
     for weight_name in names:
-        role = weight_name.rsplit("/", 1)[-1].split(":", 1)[0]
+        role = weight_name.rpartition("/")[2].partition(":")[0]
         if weight_name not in group:
             raise ModelFileError(f"{source}: weight {weight_name!r} of layer {layer.name!r} is missing")
         try:
