@@ -117,6 +117,7 @@ def test_registered_name_equal_to_the_class_is_accepted(copy_of, keras_fixtures)
 
 @pytest.mark.parametrize(("module", "registered", "shown"), [
     ("keras.layers", "my_package>Conv2D", "my_package>Conv2D"),
+    ("keras.layers", "Addons>Conv2D", "Addons>Conv2D"),  # sorts before the class name
     ("my_package.layers", None, "my_package.layers"),
 ])
 def test_a_registered_custom_layer_is_refused(copy_of, module, registered, shown):
@@ -203,6 +204,26 @@ def test_layers_off_the_path_from_input_to_output_are_refused_naming_them(copy_o
     with pytest.raises(ModelFileError) as error:
         load_keras_model(path)
     assert str(error.value) == f"{path}: layers ['loop_a', 'loop_b'] are not on the path from input to output"
+
+
+def test_an_add_whose_inputs_have_equal_depth_is_refused(copy_of):
+    """The shortcut is told from the main branch by depth only: a shortcut convolution moved to the end of the
+    main branch makes them equally deep, which no seed network is."""
+    path = copy_of("wsi_net_c1", lambda config: next(
+        layer for layer in config["config"]["layers"] if layer["name"] == "conv2d_13").update(
+        inbound_nodes=[[["elu_5", 0, 0, {}]]]))
+    with pytest.raises(ModelFileError) as error:
+        load_keras_model(path)
+    assert str(error.value) == (f"{path}: Add layer 'add_1' has inputs of equal depth: cannot tell the shortcut "
+                                "from the main branch")
+
+
+@pytest.mark.parametrize("layers", [[], {"conv2d": {}}, "conv2d"])
+def test_a_config_without_a_list_of_layers_is_refused(copy_of, layers):
+    path = copy_of("lens_flow_c1", lambda config: config["config"].update(layers=layers))
+    with pytest.raises(ModelFileError) as error:
+        load_keras_model(path)
+    assert str(error.value) == f"{path}: model_config lists no layers"
 
 
 # ---- weight names ------------------------------------------------------------------------------------------------
