@@ -499,6 +499,9 @@ def test_band_count_and_size_are_checked(fixture_copy):
     _rewrite_config(path, shape([None, 64, 64, 1]))
     with pytest.raises(ModelFileError, match=r"input shape \(64, 64, 1\) is not 101x101xC"):
         load_keras_model(path)
+    _rewrite_config(path, shape([None, 101.0, 101.0, 1.0]))  # a hand-edited file: sizes must be whole numbers
+    with pytest.raises(ModelFileError, match=rf"{path.name}: input shape \(101.0, 101.0, 1.0\) is not 101x101xC"):
+        load_keras_model(path)
 
 
 def test_not_hdf5_is_refused(tmp_path):

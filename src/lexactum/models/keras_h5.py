@@ -672,7 +672,8 @@ def load_keras_model(path: str | os.PathLike) -> nn.Module:
             model_config = read_model_config(handle, source)
             layers, input_shape = parse_model_config(model_config, source)
             ordered = computation_order(layers, source)
-            if len(input_shape) != 4 or tuple(input_shape[1:3]) != (INPUT_SIZE, INPUT_SIZE):
+            whole = all(type(n) is int for n in input_shape[1:])  # 101.0 would reach create_model unnamed
+            if len(input_shape) != 4 or not whole or tuple(input_shape[1:3]) != (INPUT_SIZE, INPUT_SIZE):
                 raise ModelFileError(f"{source}: input shape {tuple(input_shape[1:])} is not "
                                      f"{INPUT_SIZE}x{INPUT_SIZE}xC (the challenge's cutouts)")
             in_channels = input_shape[3]
