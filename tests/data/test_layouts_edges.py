@@ -34,6 +34,7 @@ def one_line_error(call, *fragments):
         ("ID,is_lens\n100002,1\n100001,0\n100002,0\n100003,1\n100003,1\n100003,0\n",
          ["ID 100002 appears 2 times in the catalog"]),
         ("ID,is_lens\n100003,1\n100003,0\n100003,1\n", ["ID 100003 appears 3 times in the catalog"]),
+        ("ID,is_lens\n100000,1\n100001,0\n100000,0\n", ["ID 100000 appears 2 times in the catalog"]),
         ("ID,is_lens\n100000,1\n1.5,0\n2.5,1\n", ["column ID holds '1.5', not an integer (data row 2)"]),
         ("ID,is_lens\n100000,1\n,0\n", ["column ID holds an empty or NaN cell, not an integer (data row 2)"]),
         ("ID,is_lens\n100000,0.5\n", ["column is_lens holds '0.5', not an integer (data row 1)"]),
@@ -167,3 +168,21 @@ def test_file_problem_without_a_scandir_entry(tmp_path):
     assert file_problem(tmp_path / "gone") == "No such file or directory"
     entry = next(e for e in os.scandir(tmp_path) if e.name == "a.fits")
     assert file_problem(entry.path, entry) is None
+
+
+def test_a_survey_asked_for_without_its_images_is_named(make_dataset):
+    """A space folder opened as ground names the survey's missing images, not 'no complete object'."""
+    root = make_dataset(survey="space", n=3, layout="train")
+    message = one_line_error(lambda: ChallengeDataset(root, survey="ground"), root,
+                             "no ground images (", "anywhere under this folder")
+    assert "no complete" not in message
+
+
+@pytest.mark.parametrize("cell", ["9007199254740992.0", "-9007199254740992.0", "1e16"])
+def test_decimal_ids_from_two_to_the_53_are_refused(tmp_path, cell):
+    """From 2**53 on, decimals are not exact (2**53 + 1 reads as 2**53): such an ID would be silently wrong."""
+    catalog = tmp_path / TRAINING_CATALOG
+    catalog.write_text(f"ID,is_lens\n100000,1\n{cell},0\n")
+    one_line_error(lambda: read_catalog(catalog), catalog, "column ID holds ", "not an integer (data row 2)")
+    catalog.write_text("ID,is_lens\n100000,1\n9007199254740991.0,0\n-9007199254740991.0,1\n")  # 2**53 - 1: exact
+    assert read_catalog(catalog)[1].tolist() == [100000, 2**53 - 1, -(2**53 - 1)]
