@@ -141,14 +141,24 @@ def test_other_settings_in_a_used_folder_are_refused_and_nothing_changes(checked
 
 
 def test_overwrite_with_other_set_b_settings_keeps_set_a_and_the_network(tmp_path, monkeypatch):
-    """Comparing one trained network on several B settings should not retrain it each time; a change of
-    A's settings does retrain."""
+    """Comparing one trained network on several B settings should not retrain it each time; other epochs
+    retrain it without simulating set A again."""
     import lexactum.training
 
     out = tmp_path / "check"
     transfer_check(_tiny(out, real=None))
     kept = {name: (out / name).read_bytes() for name in ("model.safetensors", "sim-A/classifications.csv")}
     b_before = (out / "sim-B" / "classifications.csv").read_bytes()
+    import lexactum.simulate.writer as writer
+
+    simulate, anew = writer.simulate_dataset, []
+
+    def simulated(path, *args, **kwargs):  # the sets simulated anew (replacing the earlier one)
+        if kwargs["overwrite"]:
+            anew.append(Path(path).name)
+        return simulate(path, *args, **kwargs)
+
+    monkeypatch.setattr(writer, "simulate_dataset", simulated)
     trained = []
 
     def training(config):
@@ -157,13 +167,14 @@ def test_overwrite_with_other_set_b_settings_keeps_set_a_and_the_network(tmp_pat
 
     monkeypatch.setattr(lexactum.training, "train", training)
     transfer_check(_tiny(out, real=None, seed_b=2, overwrite=True))
-    assert not trained
+    assert not trained and anew == ["sim-B"]
     assert {name: (out / name).read_bytes() for name in kept} == kept
     assert (out / "sim-B" / "classifications.csv").read_bytes() != b_before
     assert runs.read_json(out / "config.json")["settings"]["seed_b"] == 2
     with pytest.raises(LexactumError, match="stopped here by the test"):
         transfer_check(_tiny(out, real=None, seed_b=2, epochs=2, overwrite=True))
-    assert len(trained) == 1 and trained[0].epochs == 2
+    assert len(trained) == 1 and trained[0].epochs == 2  # other epochs: trained again, on the same set A
+    assert anew == ["sim-B"]  # set A is not simulated again
 
 
 def test_each_sets_settings_go_to_its_simulation(tmp_path, monkeypatch):

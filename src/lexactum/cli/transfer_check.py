@@ -20,8 +20,8 @@ bootstrap intervals per set), histograms.png (scores of non-lenses and lenses pe
 The same command run again continues a killed check: the simulations resume, training resumes from
 run/last.ckpt, a finished model is reused; only the scoring is redone. Other settings in a used OUT are
 refused unless --overwrite, which redoes what the changed settings make: only set B when only --seed-b or
---setting-b changed (the trained network is kept, to compare one network on several B settings), else the
-simulations and the training.
+--setting-b changed (the trained network is kept, to compare one network on several B settings), only the
+training for other --epochs, --network or --batch-size, else the simulations and the training.
 """
 
 
@@ -62,8 +62,7 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--workers", type=int, default=None, metavar="K",
                         help="simulation processes (default: all cores)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="redo a check with other settings already in --out (only set B when only its "
-                             "settings changed)")
+                        help="redo a check with other settings already in --out (only what they change)")
     parser.set_defaults(func=run)
 
 

@@ -119,7 +119,7 @@ def transfer_check(settings: TransferSettings) -> list[dict]:
     runs.ensure_folder(out)
     sim_a = _simulate(settings, SIM_A, settings.n_train + settings.n_test, settings.seed_a, settings.settings_a,
                       SIM_A in redo)
-    model_path, run_dir = _trained_model(settings, sim_a, retrain=SIM_A in redo)
+    model_path, run_dir = _trained_model(settings, sim_a, retrain=RUN in redo)
     sim_b = _simulate(settings, SIM_B, settings.n_test, settings.seed_b, settings.settings_b, SIM_B in redo)
     scored = [(SET_A, *_run_scores(run_dir)), (SET_B, *_score_dataset(settings, model_path, sim_b))]
     if real is not None:
@@ -141,16 +141,18 @@ def _impostor_rows(scored: list, folders: dict[str, Path]) -> list[dict]:
     return rows
 
 
-#: The settings each simulated set (and, for A, the training run) is made from; the others only change the
-#: scoring, which every call redoes.
-MADE_FROM = {SIM_A: ("survey", "n_train", "n_test", "epochs", "network", "batch_size", "seed_a", "settings_a"),
+#: The settings each simulated set and the training run are made from; the others only change the scoring,
+#: which every call redoes.
+_A_KEYS = ("survey", "n_train", "n_test", "seed_a", "settings_a")
+MADE_FROM = {SIM_A: _A_KEYS, RUN: (*_A_KEYS, "epochs", "network", "batch_size"),
              SIM_B: ("survey", "n_test", "seed_b", "settings_b")}
 
 
 def _check_previous(out: Path, settings: TransferSettings) -> set[str]:
-    """The sets to simulate anew: none when the folder holds a check with the same settings (it continues),
-    and with ``overwrite`` those whose settings changed (set B alone when only its settings did: A and the
-    trained network are kept). Another check's folder is refused without ``overwrite``."""
+    """What to make anew (SIM_A, RUN, SIM_B): nothing when the folder holds a check with the same settings (it
+    continues), and with ``overwrite`` what the changed settings make (set B alone when only its settings
+    changed: A and the trained network are kept; the training alone for other epochs, network or batch size).
+    Another check's folder is refused without ``overwrite``."""
     import shutil
 
     from lexactum import runs
@@ -167,7 +169,7 @@ def _check_previous(out: Path, settings: TransferSettings) -> set[str]:
                             f"{before.get(changed[0])!r}, now {now[changed[0]]!r}); give another --out, or "
                             f"--overwrite to redo it")
     redo = {name for name, keys in MADE_FROM.items() if set(keys) & set(changed)}
-    if SIM_A in redo and (out / RUN).is_dir():
+    if RUN in redo and (out / RUN).is_dir():
         shutil.rmtree(out / RUN)
     return redo
 
