@@ -16,7 +16,8 @@ EPILOG = """examples:
 
 OUT receives sim-A/ and sim-B/ (the simulations), run/ (the training run), model.safetensors,
 scores-<set>.csv (ID, label, score), transfer.csv and transfer.md (n, lenses, AUC, TPR0, TPR10 with
-bootstrap intervals per set), histograms.png (scores of non-lenses and lenses per set) and config.json.
+bootstrap intervals per set), histograms.png (scores of non-lenses and lenses per set),
+impostors-by-kind.csv (randomised sets: the non-lenses' scores per impostor kind) and config.json.
 The same command run again continues a killed check: the simulations resume, training resumes from
 run/last.ckpt, a finished model is reused; only the scoring is redone. Other settings in a used OUT are
 refused unless --overwrite, which redoes what the changed settings make: only set B when only --seed-b or
