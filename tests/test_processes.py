@@ -209,3 +209,40 @@ def test_workers_take_sigterms_default_action_whatever_the_command_installed(met
             assert workers.apply(_sigterm_disposition) is True
     finally:
         signals.signal(signals.SIGTERM, before)
+
+
+def test_the_watched_process_counts_as_ended_once_it_exits_zombie_included(monkeypatch):
+    from lexactum import processes
+
+    monkeypatch.setattr(processes, "_watched_pid", None)
+    assert not processes.watched_process_ended(0.0)  # nothing watched: never
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        monkeypatch.setattr(processes, "_watched_pid", child.pid)
+        assert not processes.watched_process_ended(0.2)
+        child.kill()  # not reaped yet: a zombie, as rank 0 is until its parent waits for it
+        start = time.monotonic()
+        assert processes.watched_process_ended(5.0) and time.monotonic() - start < 4
+    finally:
+        child.wait()
+
+
+@pytest.mark.parametrize("rank_zero_ended", [True, False])
+def test_a_failed_collective_after_rank_zero_was_killed_ends_the_other_process_quietly(monkeypatch,
+                                                                                       rank_zero_ended):
+    """The echo of a kill -9 of rank 0 (a collective failing with 'connection reset') ends a process of rank >
+    0 with status 70 and no traceback; any other error of its own still propagates."""
+    import lexactum.training
+    from lexactum import processes
+    from lexactum.cli import train as train_cli
+
+    def failed_collective(config):
+        raise RuntimeError("Read error [127.0.0.1]:46291: Connection reset by peer")
+
+    monkeypatch.setattr(lexactum.training, "train", failed_collective)
+    monkeypatch.setattr(processes, "watched_process_ended", lambda within: rank_zero_ended)
+    if rank_zero_ended:
+        assert train_cli._train_quietly(object()) == processes.ORPHAN_EXIT
+    else:
+        with pytest.raises(RuntimeError, match="Connection reset"):
+            train_cli._train_quietly(object())

@@ -105,12 +105,18 @@ def _context(method: str | None, preload: tuple[str, ...]):
     return context
 
 
+#: The process that :func:`die_with` made this one watch (None: none).
+_watched_pid: int | None = None
+
+
 def die_with(pid: int) -> None:
     """Worker initializer: end this process as soon as process ``pid`` (the pool's maker) has ended.
 
     A worker also takes SIGTERM's default action again (the command's handler raises an exception, which a
     worker only sees once its main thread runs Python again): a pool's terminate() then ends it at once,
     even while it waits on the pool's queue lock."""
+    global _watched_pid
+    _watched_pid = pid
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _set_parent_death_signal()
@@ -132,6 +138,28 @@ def _watch(pid: int, handle: int | None) -> None:
         while process_alive(pid):
             time.sleep(POLL_SECONDS)
     os._exit(ORPHAN_EXIT)
+
+
+def watched_process_ended(within: float) -> bool:
+    """Whether the process this one dies with (:func:`die_with`) has ended or ends within ``within`` seconds.
+
+    Why: when rank 0 of a training is killed with -9, the other process's next collective fails at once
+    ("connection reset by peer"), often a moment before the watch thread sees rank 0 gone; that error is the
+    kill's echo, not this process's own, and deserves no traceback. Zombies count as ended (a pidfd is
+    readable once its process has exited)."""
+    if _watched_pid is None:
+        return False
+    try:
+        handle = os.pidfd_open(_watched_pid)
+    except ProcessLookupError:
+        return True
+    except (AttributeError, OSError):  # no pidfd here: look once more after the wait
+        time.sleep(within)
+        return not process_alive(_watched_pid)
+    try:
+        return bool(select.select([handle], [], [], within)[0])
+    finally:
+        os.close(handle)
 
 
 def process_alive(pid: int) -> bool:

@@ -162,8 +162,8 @@ def run(args) -> int:
 
 def _train_quietly(config) -> int:
     """A process other than global rank 0: it trains, with no warnings (rank 0 gives the same) and no line of
-    its own for an interruption (Lightning passes rank 0's SIGTERM on to it; rank 0 says it); its errors are
-    still said, being its own."""
+    its own for an interruption (Lightning passes rank 0's SIGTERM on to it; rank 0 says it) or for the failed
+    collective that follows a kill -9 of rank 0; its other errors are still said, being its own."""
     import warnings
 
     from lexactum import processes
@@ -174,4 +174,8 @@ def _train_quietly(config) -> int:
         train(config)
     except KeyboardInterrupt as exc:
         return processes.interruption_line(exc)[1]
+    except Exception:
+        if processes.watched_process_ended(within=5.0):  # rank 0 was killed: its echo here, no traceback
+            return processes.ORPHAN_EXIT
+        raise
     return 0
