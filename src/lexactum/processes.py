@@ -130,14 +130,21 @@ def die_with(pid: int) -> None:
 
 
 def _watch(pid: int, handle: int | None) -> None:
-    if handle is not None:
-        watch = select.poll()
-        watch.register(handle, select.POLLIN)
-        watch.poll()  # returns once the process has ended
-    else:
-        while process_alive(pid):
-            time.sleep(POLL_SECONDS)
+    _wait_for_end(pid, handle, None)
     os._exit(ORPHAN_EXIT)
+
+
+def _wait_for_end(pid: int, handle: int | None, timeout: float | None) -> bool:
+    """Whether process ``pid`` has ended within ``timeout`` seconds (None: wait for it): on its pidfd
+    ``handle`` (readable once the process has exited, zombie or not), else by looking from time to time."""
+    if handle is not None:
+        return bool(select.select([handle], [], [], timeout)[0])
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while process_alive(pid):
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+    return True
 
 
 def watched_process_ended(within: float) -> bool:
@@ -153,11 +160,10 @@ def watched_process_ended(within: float) -> bool:
         handle = os.pidfd_open(_watched_pid)
     except ProcessLookupError:
         return True
-    except (AttributeError, OSError):  # no pidfd here: look once more after the wait
-        time.sleep(within)
-        return not process_alive(_watched_pid)
+    except (AttributeError, OSError):  # no pidfd here
+        return _wait_for_end(_watched_pid, None, within)
     try:
-        return bool(select.select([handle], [], [], within)[0])
+        return _wait_for_end(_watched_pid, handle, within)
     finally:
         os.close(handle)
 
