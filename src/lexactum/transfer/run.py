@@ -119,7 +119,7 @@ def transfer_check(settings: TransferSettings) -> list[dict]:
     runs.ensure_folder(out)
     sim_a = _simulate(settings, SIM_A, settings.n_train + settings.n_test, settings.seed_a, settings.settings_a,
                       SIM_A in redo)
-    model_path, run_dir = _trained_model(settings, sim_a, retrain=RUN in redo)
+    model_path, run_dir = _trained_model(settings, sim_a)
     sim_b = _simulate(settings, SIM_B, settings.n_test, settings.seed_b, settings.settings_b, SIM_B in redo)
     scored = [(SET_A, *_run_scores(run_dir)), (SET_B, *_score_dataset(settings, model_path, sim_b))]
     if real is not None:
@@ -209,16 +209,14 @@ def _training_config(settings: TransferSettings, sim_a: Path):
                        run_dir=str(out / RUN), **overrides)
 
 
-def _trained_model(settings: TransferSettings, sim_a: Path, retrain: bool = False) -> tuple[Path, Path]:
-    """(model file, run folder): reused when a finished check with the same training settings left them,
-    unless ``retrain``."""
-    from lexactum import runs
+def _trained_model(settings: TransferSettings, sim_a: Path) -> tuple[Path, Path]:
+    """(model file, run folder): reused when a finished check left them. Its training settings are this
+    check's: :func:`_check_previous` has refused other ones, or removed the run they made."""
     from lexactum.training import train
 
     out = Path(settings.out)
     model_path, run_dir = out / MODEL, out / RUN
-    finished = (out / CONFIG).is_file() and runs.read_json(out / CONFIG).get("settings", {}).get("epochs")
-    if not retrain and finished == settings.epochs and model_path.is_file() and (run_dir / "scores.csv").is_file():
+    if (out / CONFIG).is_file() and model_path.is_file() and (run_dir / "scores.csv").is_file():
         settings.say(f"reusing the model trained before: {model_path}")
         return model_path, run_dir
     settings.say(f"training {settings.network} for {settings.epochs} epochs on {SIM_A}")
