@@ -94,12 +94,12 @@ def time_whole_objects(survey: str, n: int) -> dict:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for randomise in (False, True):
-            simulate_object((tmp, survey, "test", 0, 0.5, 10_000, 0, 0.0, randomise))  # warm-up
+            simulate_object((tmp, survey, "test", 0, 0.5, 10_000, 0, 0.0, randomise, 1.0))  # warm-up
         for _ in range(REPEATS):
             for randomise, what in ((False, "whole object, fixed"), (True, "whole object, randomised")):
                 start = time.perf_counter()
                 for i in range(n):
-                    simulate_object((tmp, survey, "test", 0, 0.5, 10_000, i, 0.0, randomise))
+                    simulate_object((tmp, survey, "test", 0, 0.5, 10_000, i, 0.0, randomise, 1.0))
                 out[what] = min(out.get(what, np.inf), (time.perf_counter() - start) / n)
     return out
 

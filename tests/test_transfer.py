@@ -240,6 +240,9 @@ def test_a_bad_real_folder_is_one_line_before_any_work(tmp_path, capsys, layout,
     (["--setting-b", "wobble"], "--setting-b 'wobble': expected KEY=VALUE"),
     (["--setting-a", "wobble=2"], "--setting-a wobble: not a setting of this simulator"),
     (["--setting-a", "=1"], "--setting-a '=1': expected KEY=VALUE"),
+    (["--setting-b", "impostors=99"], "--setting-b: --impostors must be a factor from 0 to"),
+    (["--setting-a", "randomise=false", "--setting-a", "impostors=0.5"],
+     "--setting-a: --impostors applies to randomised datasets only"),
     (["--bootstrap", "-1"], "--bootstrap -1: must be a whole number of resamples"),
 ])
 def test_bad_settings_are_one_line_before_any_work(tmp_path, capsys, argv, message):

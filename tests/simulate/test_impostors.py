@@ -39,9 +39,9 @@ def _render(physics, fld):
     return scene.render_field(physics, fld, np.random.default_rng(1)).astype(np.float64)
 
 
-@pytest.mark.parametrize("survey", ["space", "ground"])
-def test_each_kind_appears_at_its_rate(survey):
-    physics = PRESETS[survey]
+@pytest.mark.parametrize("survey, scale", [("space", 1.0), ("ground", 1.0), ("space", 2.5)])
+def test_each_kind_appears_at_its_rate(survey, scale):
+    physics = replace(PRESETS[survey], impostor_scale=scale)
     rates = impostors.rates_for(physics)
     fld, rng = _non_lens(physics), np.random.default_rng(7)
     counts = dict.fromkeys(rates.kinds(), 0)
@@ -54,8 +54,8 @@ def test_each_kind_appears_at_its_rate(survey):
     for kind, count in counts.items():
         p = getattr(rates, kind)
         assert abs(count - DRAWS * p) <= 4.5 * np.sqrt(DRAWS * p * (1 - p)) + 1, (kind, count, p)
+    assert rates == impostors.RATES[survey].scaled(scale)
     share = rates.any_share()
-    assert 0.3 <= share <= 0.5
     assert abs(dressed - DRAWS * share) <= 4.5 * np.sqrt(DRAWS * share * (1 - share))
 
 

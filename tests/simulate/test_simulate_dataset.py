@@ -246,6 +246,11 @@ def test_other_parameters_or_foreign_folders_are_refused(tmp_path, space_test):
     ({"workers": 0}, "--workers must be at least 1"),
     ({"min_lensed_flux": -1.0}, "minimum lensed flux must be a finite number of sigma >= 0"),
     ({"per_folder": 0}, "objects per folder must be a positive integer, got 0"),
+    ({"impostors": -0.5, "layout": "train"}, r"--impostors must be a factor from 0 to [0-9.]+ \(the largest"),
+    ({"impostors": 1e3, "layout": "train"}, "--impostors must be a factor from 0 to"),
+    ({"impostors": float("nan"), "layout": "train"}, "--impostors must be a factor from 0 to"),
+    ({"impostors": 0.5, "layout": "train", "randomise": False}, "--impostors applies to randomised datasets only"),
+    ({"impostors": 0.5}, "--impostors applies to randomised datasets only"),
 ])
 def test_bad_input_is_refused_before_writing(tmp_path, kwargs, message):
     args = {"survey": "space", "n": 4} | kwargs
@@ -408,3 +413,26 @@ def test_a_full_disk_while_recording_an_object_is_one_line_and_resumes(tmp_path,
     clean = simulate_dataset(tmp_path / "clean", "space", 4, seed=5, workers=1, progress=False)
     _, mismatch, errors = filecmp.cmpfiles(clean, out, _files(clean), shallow=False)
     assert not mismatch and not errors and _files(out) == _files(clean)
+
+
+def test_the_impostor_factor_scales_what_is_drawn_and_a_resume_keeps_it(tmp_path):
+    """``impostors=0`` writes plain non-lenses; another factor or an older manifest (rates unrecorded) is
+    other parameters, never resumed into a mix of rates."""
+    from lexactum.simulate.impostors import RATES
+    from lexactum.simulate.writer import read_impostor_truth
+
+    none = simulate_dataset(tmp_path / "none", "space", 40, layout="train", lens_fraction=0.0, workers=1,
+                            progress=False, impostors=0.0)
+    default = simulate_dataset(tmp_path / "default", "space", 40, layout="train", lens_fraction=0.0, workers=1,
+                               progress=False)
+    assert not any(read_impostor_truth(none).values())
+    assert sum(map(bool, read_impostor_truth(default).values())) >= 5
+    with pytest.raises(LexactumError, match=r"impostor_scale 0\.0 \(now 1\.0\)"):
+        simulate_dataset(none, "space", 40, layout="train", lens_fraction=0.0, workers=1, progress=False)
+    manifest = json.loads((default / writer.MANIFEST).read_text())
+    assert manifest["impostor_rates"] == {kind: getattr(RATES["space"], kind) for kind in RATES["space"].kinds()}
+    for key in ("impostor_scale", "impostor_rates"):  # as a version before the factor existed wrote it
+        del manifest[key]
+    (default / writer.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(LexactumError, match="impostor_rates None"):
+        simulate_dataset(default, "space", 40, layout="train", lens_fraction=0.0, workers=1, progress=False)

@@ -59,6 +59,9 @@ def add_parser(subparsers, formatter_class) -> None:
     parser.add_argument("--randomise", action=argparse.BooleanOptionalAction, default=None,
                         help="draw instrument and population choices per object from the preset's ranges "
                              "(default: on for --layout train, off for --layout test)")
+    parser.add_argument("--impostors", type=float, default=None, metavar="X",
+                        help="multiply the survey's impostor rates of randomised sets by X (0: no impostors; "
+                             "default 1, the rates docs/impostors.md lists)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a simulation with other options already in --out (the same options resume "
                              "it); a folder that is not a lexactum simulation is never replaced")
@@ -87,7 +90,8 @@ def run(args) -> int:
         real = catalog.read_training_key(args.real_key)
     out = simulate_dataset(args.out, args.survey, args.n, layout=args.layout, seed=args.seed,
                            lens_fraction=args.lens_fraction, workers=args.workers, overwrite=args.overwrite,
-                           min_lensed_flux=args.min_lensed_flux, randomise=args.randomise)
+                           min_lensed_flux=args.min_lensed_flux, randomise=args.randomise,
+                           impostors=args.impostors)
     from lexactum.simulate.randomise import enabled
 
     randomised = enabled(args.layout, args.randomise)

@@ -65,6 +65,14 @@ class ImpostorRates:
         """Expected share of non-lenses with at least one impostor."""
         return float(1.0 - np.prod([1.0 - getattr(self, k) for k in self.kinds()]))
 
+    def scaled(self, factor: float) -> ImpostorRates:
+        """Every rate times ``factor`` (at most :meth:`largest_scale`, which keeps each rate a probability)."""
+        return replace(self, **{kind: getattr(self, kind) * factor for kind in self.kinds()})
+
+    def largest_scale(self) -> float:
+        """The largest factor :meth:`scaled` takes: the one that makes the most frequent kind certain."""
+        return 1.0 / max(getattr(self, kind) for kind in self.kinds())
+
 
 SPACE_RATES = ImpostorRates(spiral=0.12, ring=0.05, merger=0.06, edge_on=0.06, blue_companion=0.10, group=0.06,
                             diffraction_spikes=0.04, bad_column=0.02, cosmic_rays=0.05, satellite_trail=0.02)
@@ -260,9 +268,10 @@ DRAWERS = {"spiral": _spiral, "ring": _ring, "merger": _tidal, "edge_on": _edge_
 
 
 def rates_for(physics: SurveyPhysics) -> ImpostorRates:
-    """The impostor rates of ``physics``'s survey; a clear error for a survey without any."""
+    """The impostor rates of ``physics``'s survey times its ``impostor_scale``; a clear error for a survey
+    without any."""
     try:
-        return RATES[physics.name]
+        return RATES[physics.name].scaled(physics.impostor_scale)
     except KeyError:
         raise LexactumError(f"no impostor rates for survey {physics.name!r}: add them to "
                             f"lexactum.simulate.impostors.RATES (known: {', '.join(RATES)})") from None

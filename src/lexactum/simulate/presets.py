@@ -127,6 +127,9 @@ class SurveyPhysics:
     randomise: bool = False
     """Draw the instrument and population choices per object from ``ranges`` (False: the fixed values, the
     simulator's output before randomisation existed, byte for byte)."""
+    impostor_scale: float = 1.0
+    """Multiplies the survey's impostor rates (:mod:`lexactum.simulate.impostors`) of randomised fields: 0 none,
+    1 the survey's rates (``lexactum simulate --impostors``)."""
     catalog_band: int = 0
     """Band whose noise defines ``numb_pix_lensed_image`` and ``flux_lensed_image_in_sigma``."""
     # colours: AB magnitude in each band minus the first band's, for each kind of object

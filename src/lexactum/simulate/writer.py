@@ -158,7 +158,7 @@ MANIFEST = ".lexactum-simulate.json"
 IMPOSTOR_TRUTH = "impostors.csv"
 ROWS_JOURNAL = ".lexactum-simulate-rows.jsonl"
 #: Meaning of a parameter missing from a manifest written before the parameter existed.
-MANIFEST_DEFAULTS = {"randomise": False}
+MANIFEST_DEFAULTS = {"randomise": False, "impostor_scale": 1.0, "impostor_rates": None}
 REPORT_PNG = "simulation-report.png"
 #: Draws of a lens at most when ``min_lensed_flux`` asks for a brighter one (then the last is kept).
 MAX_REDRAWS = 100
@@ -181,7 +181,8 @@ TEST_COMMENTS = (
 def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test", seed: int = 0,
                      lens_fraction: float | None = None, workers: int | None = None, overwrite: bool = False,
                      progress: bool = True, per_folder: int = OBJECTS_PER_FOLDER,
-                     min_lensed_flux: float = 0.0, randomise: bool | None = None) -> Path:
+                     min_lensed_flux: float = 0.0, randomise: bool | None = None,
+                     impostors: float | None = None) -> Path:
     """Simulate ``n`` objects of ``survey`` in the challenge's ``layout`` under ``out``; returns ``out``.
 
     Objects are drawn from per-object seeds, so the bytes do not depend on ``workers``. A killed run
@@ -191,38 +192,21 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
     lensed source is fainter, for small demonstrations where barely visible lenses only add noise.
     ``randomise`` draws the instrument and population choices per object from the preset's ranges
     (:mod:`lexactum.simulate.randomise`); None: on for the train layout, off for the test layout.
+    ``impostors`` multiplies the survey's impostor rates of a randomised dataset (None: 1, the survey's rates;
+    0: no impostors).
     """
     from lexactum.data.surveys import get_survey
-    from lexactum.errors import LexactumError, plain_number
-    from lexactum.simulate.presets import get_preset
+    from lexactum.errors import LexactumError
 
-    fmt, physics = get_survey(survey), get_preset(survey)
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise LexactumError(f"--n must be a positive number of objects, got {plain_number(n)!r}")
-    if layout not in ("train", "test"):
-        raise LexactumError(f"unknown layout {layout!r}: choose train or test")
-    if lens_fraction is None:
-        lens_fraction = physics.default_lens_fraction(layout)
-    if not 0.0 <= float(lens_fraction) <= 1.0:
-        raise LexactumError(f"lens fraction must lie in [0, 1], got {plain_number(lens_fraction)!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise LexactumError(f"--seed must be a non-negative integer, got {plain_number(seed)!r}")
-    if not 0.0 <= float(min_lensed_flux) < float("inf"):
-        raise LexactumError("minimum lensed flux must be a finite number of sigma >= 0, "
-                            f"got {plain_number(min_lensed_flux)!r}")
+    fmt = get_survey(survey)
+    params = checked_params(fmt.name, n, layout, seed, lens_fraction, per_folder, min_lensed_flux, randomise,
+                             impostors)
+    randomise, scale = params["randomise"], params["impostor_scale"]
+    lens_fraction = params["lens_fraction"]
     workers = (os.cpu_count() or 1) if workers is None else int(workers)
     if workers < 1:
         raise LexactumError(f"--workers must be at least 1, got {workers}")
-    if isinstance(per_folder, bool) or not isinstance(per_folder, (int, np.integer)) or per_folder < 1:
-        raise LexactumError(f"objects per folder must be a positive integer, got {plain_number(per_folder)!r}")
-    from lexactum.simulate.randomise import enabled
-
-    randomise = enabled(layout, randomise)
     out = Path(out)
-    params = {"simulator_version": SIMULATOR_VERSION, "survey": fmt.name, "layout": layout, "n": int(n),
-              "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
-              "min_lensed_flux": float(min_lensed_flux)}
-    params["randomise"] = randomise
     _check_space(out, fmt, int(n) - (len(_read_journal(out / ROWS_JOURNAL)) if out.is_dir() else 0))
     _prepare_output(out, params, overwrite)
     write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=False), indent=1) + "\n")
@@ -232,7 +216,7 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
     todo = [i for i in range(n) if 100_000 + i not in rows
             or not all(p.is_file() for p in band_paths(out, fmt, layout, i, 100_000 + i, per_folder))]
     tasks = [(str(out), fmt.name, layout, int(seed), float(lens_fraction), int(per_folder), i,
-              float(min_lensed_flux), randomise) for i in todo]
+              float(min_lensed_flux), randomise, scale) for i in todo]
     from lexactum.progress import progress as progress_bar
 
     with _journal(out / ROWS_JOURNAL) as append:
@@ -249,6 +233,62 @@ def simulate_dataset(out: str | Path, survey: str, n: int, layout: str = "test",
         write_impostor_truth(out, ordered)
     write_text_atomic(out / MANIFEST, json.dumps(dict(params, complete=True), indent=1) + "\n")
     return out
+
+
+def checked_params(survey: str, n, layout: str, seed, lens_fraction=None, per_folder=OBJECTS_PER_FOLDER,
+                   min_lensed_flux=0.0, randomise=None, impostors=None) -> dict:
+    """The manifest's parameters of a simulation, each checked once (one line for the first that is wrong).
+
+    ``impostor_rates`` (the rates per kind, after ``impostors``) is recorded for randomised datasets, so that a
+    resume never mixes objects drawn at other rates (older manifests, without it, count as other rates).
+    """
+    from lexactum.errors import LexactumError, plain_number
+    from lexactum.simulate.impostors import rates_for
+    from lexactum.simulate.presets import get_preset
+    from lexactum.simulate.randomise import enabled
+
+    physics = get_preset(survey)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise LexactumError(f"--n must be a positive number of objects, got {plain_number(n)!r}")
+    if layout not in ("train", "test"):
+        raise LexactumError(f"unknown layout {layout!r}: choose train or test")
+    if lens_fraction is None:
+        lens_fraction = physics.default_lens_fraction(layout)
+    if not 0.0 <= float(lens_fraction) <= 1.0:
+        raise LexactumError(f"lens fraction must lie in [0, 1], got {plain_number(lens_fraction)!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise LexactumError(f"--seed must be a non-negative integer, got {plain_number(seed)!r}")
+    if not 0.0 <= float(min_lensed_flux) < float("inf"):
+        raise LexactumError("minimum lensed flux must be a finite number of sigma >= 0, "
+                            f"got {plain_number(min_lensed_flux)!r}")
+    if isinstance(per_folder, bool) or not isinstance(per_folder, (int, np.integer)) or per_folder < 1:
+        raise LexactumError(f"objects per folder must be a positive integer, got {plain_number(per_folder)!r}")
+    randomise = enabled(layout, randomise)
+    scale = _impostor_scale(physics, impostors, randomise)
+    params = {"simulator_version": SIMULATOR_VERSION, "survey": survey, "layout": layout, "n": int(n),
+              "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
+              "min_lensed_flux": float(min_lensed_flux), "randomise": randomise, "impostor_scale": scale}
+    rates = rates_for(dataclasses.replace(physics, impostor_scale=scale))
+    params["impostor_rates"] = {k: getattr(rates, k) for k in rates.kinds()} if randomise else None
+    return params
+
+
+def _impostor_scale(physics, impostors, randomise: bool) -> float:
+    """``impostors`` checked: a finite factor from 0 to the largest that keeps every rate a probability, and
+    only for randomised datasets (fixed ones keep the bytes of the simulator before impostors existed)."""
+    from lexactum.errors import LexactumError, plain_number
+    from lexactum.simulate.impostors import RATES
+
+    if impostors is None:
+        return 1.0
+    if not randomise:
+        raise LexactumError("--impostors applies to randomised datasets only (the fixed simulator draws none): "
+                            "drop it or add --randomise")
+    largest = RATES[physics.name].largest_scale()
+    if isinstance(impostors, bool) or not 0.0 <= float(impostors) <= largest:
+        raise LexactumError(f"--impostors must be a factor from 0 to {largest:.4g} (the largest that keeps every "
+                            f"{physics.name} impostor rate at most 1), got {plain_number(impostors)!r}")
+    return float(impostors)
 
 
 @contextlib.contextmanager
@@ -323,8 +363,8 @@ def simulate_object(task: tuple) -> dict:
 
     root, survey, layout, seed, lens_fraction, per_folder, index, min_lensed_flux = task[:8]
     fmt, physics = get_survey(survey), get_preset(survey)
-    if len(task) > 8 and task[8]:
-        physics = dataclasses.replace(physics, randomise=True)
+    if task[8]:
+        physics = dataclasses.replace(physics, randomise=True, impostor_scale=task[9])
     rng = np.random.default_rng(np.random.SeedSequence([seed, index]))
     is_lens = rng.random() < lens_fraction
     fld = scene.draw_field(physics, rng, is_lens)

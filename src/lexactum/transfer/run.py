@@ -77,8 +77,8 @@ class TransferSettings:
                 raise LexactumError(f"{name} {n} is too small: with {fraction:.0%} lenses it holds about "
                                     f"{expected:.1f} of the rarer class; give at least {least} so that both "
                                     f"lenses and non-lenses are scored")
-        _check_simulator_settings(self.settings_a, "--setting-a")
-        _check_simulator_settings(self.settings_b, "--setting-b")
+        _check_simulator_settings(self.settings_a, "--setting-a", self.survey)
+        _check_simulator_settings(self.settings_b, "--setting-b", self.survey)
 
     def recorded(self) -> dict:
         """The settings as config.json holds them (the real folder resolved)."""
@@ -94,9 +94,10 @@ class TransferSettings:
             print(f"transfer-check: {text}", file=sys.stderr, flush=True)
 
 
-def _check_simulator_settings(settings: dict, option: str) -> None:
-    """Refuse knobs that this simulator does not take, naming them (not a TypeError after set A is done)."""
-    from lexactum.simulate.writer import simulate_dataset
+def _check_simulator_settings(settings: dict, option: str, survey: str) -> None:
+    """Refuse knobs that this simulator does not take, and values it refuses, naming them (not an error
+    after set A is simulated and trained on)."""
+    from lexactum.simulate.writer import checked_params, simulate_dataset
 
     taken = set(inspect.signature(simulate_dataset).parameters) - {"out", "survey", "n", "layout", "seed",
                                                                     "workers", "overwrite", "progress"}
@@ -104,6 +105,10 @@ def _check_simulator_settings(settings: dict, option: str) -> None:
     if unknown:
         raise LexactumError(f"{option} {unknown[0]}: not a setting of this simulator (it takes: "
                             f"{', '.join(sorted(taken))})")
+    try:
+        checked_params(survey, n=1, layout="train", seed=0, **settings)
+    except LexactumError as exc:
+        raise LexactumError(f"{option}: {exc}") from None
 
 
 def transfer_check(settings: TransferSettings) -> list[dict]:
