@@ -177,6 +177,44 @@ def test_overwrite_with_other_set_b_settings_keeps_set_a_and_the_network(tmp_pat
     assert anew == ["sim-B"]  # set A is not simulated again
 
 
+def test_a_set_simulated_by_another_simulator_version_is_refused_then_redone_with_overwrite(tmp_path, monkeypatch):
+    """A set whose manifest differs from what this simulator writes (another version's impostor rates) is never
+    resumed or reused: refused naming the set and the parameter; --overwrite simulates it again, and a new set
+    A also trains the network again."""
+    import json
+
+    import lexactum.simulate.writer as writer
+    import lexactum.training
+
+    out = tmp_path / "check"
+    transfer_check(_tiny(out, real=None))
+    manifest = out / "sim-A" / writer.MANIFEST
+    made = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps(dict(made, impostor_rates=None)))  # as a version before the rates were kept
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(LexactumError, match=r"sim-A was simulated by another version of the simulator "
+                                            r"\(impostor_rates was None, now \{'spiral'.*--overwrite"):
+        transfer_check(_tiny(out, real=None))
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    simulate, anew, trained = writer.simulate_dataset, [], []
+
+    def simulated(path, *args, **kwargs):
+        if kwargs["overwrite"]:
+            anew.append(Path(path).name)
+        return simulate(path, *args, **kwargs)
+
+    def training(config):
+        trained.append(config)
+        raise LexactumError("training stopped here by the test")
+
+    monkeypatch.setattr(writer, "simulate_dataset", simulated)
+    monkeypatch.setattr(lexactum.training, "train", training)
+    with pytest.raises(LexactumError, match="stopped here by the test"):
+        transfer_check(_tiny(out, real=None, overwrite=True))
+    assert anew == ["sim-A"] and len(trained) == 1
+    assert json.loads(manifest.read_text())["impostor_rates"] == made["impostor_rates"]
+
+
 def test_each_sets_settings_go_to_its_simulation(tmp_path, monkeypatch):
     """--setting-a randomise=false trains on the fixed simulator while B stays randomised, and the reverse."""
     import functools

@@ -157,26 +157,54 @@ def _check_previous(out: Path, settings: TransferSettings) -> set[str]:
     """What to make anew (SIM_A, RUN, SIM_B): nothing when the folder holds a check with the same settings (it
     continues), and with ``overwrite`` what the changed settings make (set B alone when only its settings
     changed: A and the trained network are kept; the training alone for other epochs, network or batch size).
-    Another check's folder is refused without ``overwrite``."""
+    Another check's folder is refused without ``overwrite``, and so is a set simulated by another version of
+    the simulator (other impostor rates, say): with ``overwrite`` it is simulated again, and trained on again."""
     import shutil
 
     from lexactum import runs
 
-    if not (out / CONFIG).is_file():
+    changed = []
+    if (out / CONFIG).is_file():
+        before = {"settings_a": {}, **runs.read_json(out / CONFIG).get("settings", {})}  # none before --setting-a
+        now = settings.recorded()
+        changed = [k for k in now if k not in ("real", "bootstrap") and before.get(k) != now[k]]
+    stale = _stale_simulations(out, settings)
+    if not changed and not stale:
         return set()
-    before = {"settings_a": {}, **runs.read_json(out / CONFIG).get("settings", {})}  # none before --setting-a
-    now = settings.recorded()
-    changed = [k for k in now if k not in ("real", "bootstrap") and before.get(k) != now[k]]
-    if not changed:
-        return set()
-    if not settings.overwrite:
+    if not settings.overwrite and changed:
         raise LexactumError(f"--out {out}: holds a transfer check with other settings ({changed[0]} was "
                             f"{before.get(changed[0])!r}, now {now[changed[0]]!r}); give another --out, or "
                             f"--overwrite to redo it")
-    redo = {name for name, keys in MADE_FROM.items() if set(keys) & set(changed)}
+    if not settings.overwrite:
+        name, key, was, now_value = stale[0]
+        raise LexactumError(f"--out {out}: {name} was simulated by another version of the simulator ({key} was "
+                            f"{was!r}, now {now_value!r}); --overwrite to simulate it again (and train again "
+                            f"on set A)")
+    redo = {name for name, keys in MADE_FROM.items() if set(keys) & set(changed)} | {s[0] for s in stale}
+    if SIM_A in redo:
+        redo.add(RUN)
     if RUN in redo and (out / RUN).is_dir():
         shutil.rmtree(out / RUN)
     return redo
+
+
+def _stale_simulations(out: Path, settings: TransferSettings) -> list[tuple[str, str, object, object]]:
+    """(set, parameter, recorded value, value now) for each simulated set in ``out`` whose manifest differs from
+    what this simulator writes for the same settings (its first differing parameter)."""
+    from lexactum import runs
+    from lexactum.simulate.writer import MANIFEST, MANIFEST_DEFAULTS, checked_params
+
+    stale = []
+    for name, n, seed, extra in ((SIM_A, settings.n_train + settings.n_test, settings.seed_a, settings.settings_a),
+                                 (SIM_B, settings.n_test, settings.seed_b, settings.settings_b)):
+        if not (out / name / MANIFEST).is_file():
+            continue
+        made = {**MANIFEST_DEFAULTS, **runs.read_json(out / name / MANIFEST)}
+        now = checked_params(settings.survey, n, "train", seed, **extra)
+        differing = [k for k, v in now.items() if made.get(k) != v]
+        if differing:
+            stale.append((name, differing[0], made.get(differing[0]), now[differing[0]]))
+    return stale
 
 
 def _simulate(settings: TransferSettings, name: str, n: int, seed: int, extra: dict, anew: bool = False) -> Path:
