@@ -423,16 +423,18 @@ def test_the_impostor_factor_scales_what_is_drawn_and_a_resume_keeps_it(tmp_path
 
     none = simulate_dataset(tmp_path / "none", "space", 40, layout="train", lens_fraction=0.0, workers=1,
                             progress=False, impostors=0.0)
-    default = simulate_dataset(tmp_path / "default", "space", 40, layout="train", lens_fraction=0.0, workers=1,
-                               progress=False)
+    often = simulate_dataset(tmp_path / "often", "space", 40, layout="train", lens_fraction=0.0, workers=1,
+                             progress=False, impostors=4.0)
     assert not any(read_impostor_truth(none).values())
-    assert sum(map(bool, read_impostor_truth(default).values())) >= 5
+    assert sum(map(bool, read_impostor_truth(often).values())) >= 8  # 45 % of 40 expected
     with pytest.raises(LexactumError, match=r"impostor_scale 0\.0 \(now 1\.0\)"):
         simulate_dataset(none, "space", 40, layout="train", lens_fraction=0.0, workers=1, progress=False)
-    manifest = json.loads((default / writer.MANIFEST).read_text())
-    assert manifest["impostor_rates"] == {kind: getattr(RATES["space"], kind) for kind in RATES["space"].kinds()}
+    manifest = json.loads((often / writer.MANIFEST).read_text())
+    rates = RATES["space"].scaled(4.0)
+    assert manifest["impostor_rates"] == {kind: getattr(rates, kind) for kind in rates.kinds()}
     for key in ("impostor_scale", "impostor_rates"):  # as a version before the factor existed wrote it
         del manifest[key]
-    (default / writer.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(LexactumError, match="impostor_rates None"):
-        simulate_dataset(default, "space", 40, layout="train", lens_fraction=0.0, workers=1, progress=False)
+    (often / writer.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(LexactumError, match="impostor_scale 1.0 \\(now 4.0\\), impostor_rates None"):
+        simulate_dataset(often, "space", 40, layout="train", lens_fraction=0.0, workers=1, progress=False,
+                         impostors=4.0)

@@ -32,8 +32,11 @@ class ImpostorRates:
 
     The searches cited in the module docstring name which kinds fool lens finders and, roughly, how often among
     their false positives (spirals and rings first, then mergers, blue companions and groups, then artefacts);
-    none gives a rate per cutout of a training set, so the numbers are a judgement: each kind is common enough
-    to be learnt (a few % to 12 % of non-lenses) and together about 40 % of non-lenses carry at least one.
+    none gives a rate per cutout of a training set, so the numbers are a judgement kept in that order: together
+    about one non-lens in seven carries at least one. Four times these rates (45 %, the first choice) cost a
+    network trained by the transfer-check recipe (docs/impostors.md) 0.04-0.06 in AUC on simulations without
+    impostors and taught too little in return (rings and blue companions stayed inseparable in one band);
+    ``lexactum simulate --impostors X`` multiplies them for longer trainings.
     """
 
     spiral: float
@@ -41,7 +44,7 @@ class ImpostorRates:
     ring: float
     """Blue Gaussian ring of star formation around the core (resonance/collisional rings)."""
     merger: float
-    """A second core with tidal tails or shells (Galaxy Zoo mergers are ~1-3 %, Darg et al. 2010; doubled)."""
+    """A second core with tidal tails or shells (Galaxy Zoo mergers are ~1-3 %, Darg et al. 2010)."""
     edge_on: float
     """Thin disk (axis ratio 0.1-0.25) through the core: a straight 'arc'."""
     blue_companion: float
@@ -56,7 +59,7 @@ class ImpostorRates:
     """Short sharp tracks left after combining a few exposures (space: no ground-style rejection of all)."""
     satellite_trail: float
     """A straight trail across the cutout (Kruk et al. 2023, Nat. Astron. 7, 262: ~3-4 % of HST exposures,
-    rarer per cutout; kept at a few % so that a network sees enough of them)."""
+    rarer per cutout)."""
 
     def kinds(self) -> tuple[str, ...]:
         return tuple(f.name for f in fields(self))
@@ -74,10 +77,11 @@ class ImpostorRates:
         return 1.0 / max(getattr(self, kind) for kind in self.kinds())
 
 
-SPACE_RATES = ImpostorRates(spiral=0.12, ring=0.05, merger=0.06, edge_on=0.06, blue_companion=0.10, group=0.06,
-                            diffraction_spikes=0.04, bad_column=0.02, cosmic_rays=0.05, satellite_trail=0.02)
-GROUND_RATES = ImpostorRates(spiral=0.12, ring=0.05, merger=0.06, edge_on=0.06, blue_companion=0.12, group=0.08,
-                             diffraction_spikes=0.0, bad_column=0.03, cosmic_rays=0.0, satellite_trail=0.03)
+SPACE_RATES = ImpostorRates(spiral=0.03, ring=0.0125, merger=0.015, edge_on=0.015, blue_companion=0.025,
+                            group=0.015, diffraction_spikes=0.01, bad_column=0.005, cosmic_rays=0.0125,
+                            satellite_trail=0.005)
+GROUND_RATES = ImpostorRates(spiral=0.03, ring=0.0125, merger=0.015, edge_on=0.015, blue_companion=0.03, group=0.02,
+                             diffraction_spikes=0.0, bad_column=0.0075, cosmic_rays=0.0, satellite_trail=0.0075)
 RATES: dict[str, ImpostorRates] = {"space": SPACE_RATES, "ground": GROUND_RATES}
 
 
