@@ -27,6 +27,8 @@ def test_simulate_writes_a_dataset_and_a_report(tmp_path, capsys):
     (["--n", "0"], "--n must be a positive number of objects, got 0"),
     (["--survey", "hubble"], "unknown survey 'hubble'"),
     (["--lens-fraction", "2"], "lens fraction must lie in [0, 1], got 2.0"),
+    (["--impostors", "40", "--layout", "train"], "--impostors must be a factor from 0 to 33.33 (the largest"),
+    (["--impostors", "2"], "--impostors applies to randomised datasets only"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, message):
     out = tmp_path / "sim"

@@ -11,11 +11,15 @@ EPILOG = """examples:
   lexactum simulate --survey space --n 500 --out data/sim/s --report --real-key SpaceBasedTraining/classifications.csv
   lexactum simulate --survey space --n 3000 --out data/demo/space --min-lensed-flux 300   # easier demo set
   lexactum simulate --survey space --n 6000 --out data/sim/s_train --layout train --no-randomise
+  lexactum simulate --survey space --n 100000 --out data/sim/big --layout train --impostors 3
 
 --randomise (the default for --layout train) draws each object's PSF (width, Moffat shape, ellipticity),
 noise level and correlation, sky residuals, lens light profile, source size, shape and clumps, shear,
 colours per band and the shares of neighbours, stars and masks from the ranges in the survey preset
 (docs/simulation.md lists them with their sources), so that a network cannot learn one fixed simulator.
+Randomised non-lenses also hold impostors (spirals, rings, mergers, edge-on disks, blue companions,
+groups, artefacts), about one in seven; --impostors X multiplies their rates (0: none; 2-4 teach more of
+them to networks trained long on large sets: docs/impostors.md measures the trade-off).
 --no-randomise (the default for --layout test) keeps the fixed choices: the same seed writes the same
 bytes as before randomisation existed.
 
