@@ -254,11 +254,11 @@ def checked_params(survey: str, n, layout: str, seed, lens_fraction=None, per_fo
         raise LexactumError(f"unknown layout {layout!r}: choose train or test")
     if lens_fraction is None:
         lens_fraction = physics.default_lens_fraction(layout)
-    if not 0.0 <= float(lens_fraction) <= 1.0:
+    if not 0.0 <= _number(lens_fraction) <= 1.0:
         raise LexactumError(f"lens fraction must lie in [0, 1], got {plain_number(lens_fraction)!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise LexactumError(f"--seed must be a non-negative integer, got {plain_number(seed)!r}")
-    if not 0.0 <= float(min_lensed_flux) < float("inf"):
+    if not 0.0 <= _number(min_lensed_flux) < float("inf"):
         raise LexactumError("minimum lensed flux must be a finite number of sigma >= 0, "
                             f"got {plain_number(min_lensed_flux)!r}")
     if isinstance(per_folder, bool) or not isinstance(per_folder, (int, np.integer)) or per_folder < 1:
@@ -285,10 +285,18 @@ def _impostor_scale(physics, impostors, randomise: bool) -> float:
         raise LexactumError("--impostors applies to randomised datasets only (the fixed simulator draws none): "
                             "drop it or add --randomise")
     largest = RATES[physics.name].largest_scale()
-    if isinstance(impostors, bool) or not 0.0 <= float(impostors) <= largest:
+    if not 0.0 <= _number(impostors) <= largest:
         raise LexactumError(f"--impostors must be a factor from 0 to {largest:.4g} (the largest that keeps every "
                             f"{physics.name} impostor rate at most 1), got {plain_number(impostors)!r}")
     return float(impostors)
+
+
+def _number(value) -> float:
+    """``value`` as a float; NaN (refused by every range check) for what is not a number, a bool included
+    (transfer-check's settings are read as JSON, so a string or true may come this way)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return float("nan")
+    return float(value)
 
 
 @contextlib.contextmanager
