@@ -26,6 +26,8 @@ SET_A, SET_B, SET_REAL = "sim_A_test", "sim_B", "real"
 SIM_A, SIM_B, RUN, MODEL, CONFIG = "sim-A", "sim-B", "run", "model.safetensors", "config.json"
 TABLE_CSV, TABLE_MD, HISTOGRAMS = "transfer.csv", "transfer.md", "histograms.png"
 IMPOSTORS_CSV = "impostors-by-kind.csv"
+#: Every simulated set is written as a training archive (its labels in classifications.csv).
+LAYOUT = "train"
 
 
 @dataclass
@@ -69,7 +71,7 @@ class TransferSettings:
         if self.seed_a == self.seed_b and self.settings_a == self.settings_b:
             raise LexactumError(f"--seed-b {self.seed_b} equals --seed-a: set B would repeat set A's first objects")
         check_bootstrap(self.bootstrap, "--bootstrap")
-        fraction = get_preset(self.survey).default_lens_fraction("train")
+        fraction = get_preset(self.survey).default_lens_fraction(LAYOUT)
         for name, n in (("--n-train", self.n_train), ("--n-test", self.n_test)):
             expected = n * min(fraction, 1.0 - fraction)
             if expected < MIN_PER_CLASS:
@@ -106,7 +108,7 @@ def _check_simulator_settings(settings: dict, option: str, survey: str) -> None:
         raise LexactumError(f"{option} {unknown[0]}: not a setting of this simulator (it takes: "
                             f"{', '.join(sorted(taken))})")
     try:
-        checked_params(survey, n=1, layout="train", seed=0, **settings)
+        checked_params(survey, n=1, layout=LAYOUT, seed=0, **settings)
     except LexactumError as exc:
         raise LexactumError(f"{option}: {exc}") from None
 
@@ -122,10 +124,10 @@ def transfer_check(settings: TransferSettings) -> list[dict]:
     real = read_real(settings.real, settings.survey) if settings.real is not None else None
     redo = _check_previous(out, settings)
     runs.ensure_folder(out)
-    sim_a = _simulate(settings, SIM_A, settings.n_train + settings.n_test, settings.seed_a, settings.settings_a,
-                      SIM_A in redo)
+    plan = _simulations(settings)
+    sim_a = _simulate(settings, SIM_A, *plan[SIM_A], SIM_A in redo)
     model_path, run_dir = _trained_model(settings, sim_a)
-    sim_b = _simulate(settings, SIM_B, settings.n_test, settings.seed_b, settings.settings_b, SIM_B in redo)
+    sim_b = _simulate(settings, SIM_B, *plan[SIM_B], SIM_B in redo)
     scored = [(SET_A, *_run_scores(run_dir)), (SET_B, *_score_dataset(settings, model_path, sim_b))]
     if real is not None:
         scored.append((SET_REAL, real.ids, real.labels, _score_real(settings, model_path, real)))
@@ -195,16 +197,21 @@ def _stale_simulations(out: Path, settings: TransferSettings) -> list[tuple[str,
     from lexactum.simulate.writer import MANIFEST, MANIFEST_DEFAULTS, checked_params
 
     stale = []
-    for name, n, seed, extra in ((SIM_A, settings.n_train + settings.n_test, settings.seed_a, settings.settings_a),
-                                 (SIM_B, settings.n_test, settings.seed_b, settings.settings_b)):
+    for name, (n, seed, extra) in _simulations(settings).items():
         if not (out / name / MANIFEST).is_file():
             continue
         made = {**MANIFEST_DEFAULTS, **runs.read_json(out / name / MANIFEST)}
-        now = checked_params(settings.survey, n, "train", seed, **extra)
+        now = checked_params(settings.survey, n, LAYOUT, seed, **extra)
         differing = [k for k, v in now.items() if made.get(k) != v]
         if differing:
             stale.append((name, differing[0], made.get(differing[0]), now[differing[0]]))
     return stale
+
+
+def _simulations(settings: TransferSettings) -> dict[str, tuple[int, int, dict]]:
+    """Each simulated set's (objects, seed, simulator settings): A holds the training and the test part."""
+    return {SIM_A: (settings.n_train + settings.n_test, settings.seed_a, settings.settings_a),
+            SIM_B: (settings.n_test, settings.seed_b, settings.settings_b)}
 
 
 def _simulate(settings: TransferSettings, name: str, n: int, seed: int, extra: dict, anew: bool = False) -> Path:
@@ -212,7 +219,7 @@ def _simulate(settings: TransferSettings, name: str, n: int, seed: int, extra: d
     from lexactum.simulate.writer import simulate_dataset
 
     settings.say(f"simulating {name} ({n} {settings.survey} objects, seed {seed})")
-    return simulate_dataset(Path(settings.out) / name, settings.survey, n, layout="train", seed=seed,
+    return simulate_dataset(Path(settings.out) / name, settings.survey, n, layout=LAYOUT, seed=seed,
                             workers=settings.workers, overwrite=anew,
                             progress=settings.progress is not False,
                             **extra)
