@@ -276,6 +276,16 @@ def _as_batch(images) -> np.ndarray:
     return np.ascontiguousarray(images.reshape((1,) * (4 - images.ndim) + images.shape), dtype=np.float32)
 
 
+def _checked_out(out, shape: tuple[int, ...]) -> np.ndarray:
+    """``out`` as a plain array (a memmap becomes a view of the same memory), or one line if it cannot receive
+    a normalised batch of ``shape``: the kernels write float32 rows in place."""
+    array = np.asarray(out)
+    if array.shape != shape or array.dtype != np.float32 or not array.flags.c_contiguous:
+        raise LexactumError(f"out has shape {array.shape} and dtype {array.dtype}; expected a "
+                            f"C-contiguous float32 array of shape {shape}")
+    return array
+
+
 def _run_zscale(images, out, scale, parallel, n_samples, contrast, max_reject, min_npixels, krej,
                 max_iterations):
     if n_samples < 1 or max_iterations < 0 or min_npixels < 1:
@@ -289,12 +299,7 @@ def _run_zscale(images, out, scale, parallel, n_samples, contrast, max_reject, m
     if scale:
         if out is None:
             out = np.empty_like(batch)
-        out_array = np.asarray(out)  # a memmap becomes a plain view of the same memory
-        if (out_array.shape != batch.shape or out_array.dtype != np.float32
-                or not out_array.flags.c_contiguous):
-            raise LexactumError(f"out has shape {out_array.shape} and dtype {out_array.dtype}; expected a "
-                                f"C-contiguous float32 array of shape {batch.shape}")
-        flat_out = out_array.reshape(n * c, -1)
+        flat_out = _checked_out(out, batch.shape).reshape(n * c, -1)
     params = (int(n_samples), float(contrast), float(max_reject), int(min_npixels), float(krej),
               int(max_iterations))
     if parallel and n * c > 1:
@@ -437,10 +442,7 @@ def normalise(images, method: str = "zscale", mask_value: float | None = None, o
     if out is None:
         result = work = np.empty_like(batch)
     else:
-        result, work = out, np.asarray(out)
-        if work.shape != batch.shape or work.dtype != np.float32 or not work.flags.c_contiguous:
-            raise LexactumError(f"out has shape {work.shape} and dtype {work.dtype}; expected a "
-                                f"C-contiguous float32 array of shape {batch.shape}")
+        result, work = out, _checked_out(out, batch.shape)
     _copy_marking_missing(batch.reshape(-1), work.reshape(-1),
                           np.float32(0.0 if mask_value is None else mask_value), mask_value is not None)
     fn(work)
