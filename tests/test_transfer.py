@@ -335,3 +335,16 @@ def test_a_run_killed_before_its_first_checkpoint_starts_afresh(tmp_path):
     config = _training_config(_tiny(out), tmp_path / "sim-A")
     assert not config.resume and not (out / "run").exists()
     assert config.split[2] == pytest.approx(0.5) and config.run_dir == str(out / "run")
+
+
+def test_kinds_with_few_non_lenses_are_marked_and_the_note_says_how_to_get_more():
+    from lexactum.transfer.report import FEW, PLAIN, markdown_impostors
+
+    rows = [{"set": "sim_B", "kind": PLAIN, "n": 5, "auc": 0.8, "median_score": 0.4},
+            {"set": "sim_B", "kind": "ring", "n": FEW - 1, "auc": 0.6, "median_score": 0.7},
+            {"set": "sim_B", "kind": "spiral", "n": FEW, "auc": None, "median_score": 0.5}]
+    text = markdown_impostors(rows)
+    assert f"| sim_B | ring | {FEW - 1}* | 0.600 | 0.700 |" in text
+    assert f"| sim_B | spiral | {FEW} | - | 0.500 |" in text and "| sim_B | (none) | 5 |" in text
+    assert "--setting-b impostors=4" in text
+    assert "impostors=4" not in markdown_impostors([rows[0], rows[2]])
