@@ -427,7 +427,7 @@ def test_the_impostor_factor_scales_what_is_drawn_and_a_resume_keeps_it(tmp_path
                              progress=False, impostors=4.0)
     assert not any(read_impostor_truth(none).values())
     assert sum(map(bool, read_impostor_truth(often).values())) >= 8  # 45 % of 40 expected
-    with pytest.raises(LexactumError, match=r"impostor_scale 0\.0 \(now 1\.0\)"):
+    with pytest.raises(LexactumError, match=r"other parameters: impostor_scale 0\.0 \(now 1\.0\); pass"):
         simulate_dataset(none, "space", 40, layout="train", lens_fraction=0.0, workers=1, progress=False)
     manifest = json.loads((often / writer.MANIFEST).read_text())
     rates = RATES["space"].scaled(4.0)
@@ -435,6 +435,5 @@ def test_the_impostor_factor_scales_what_is_drawn_and_a_resume_keeps_it(tmp_path
     for key in ("impostor_scale", "impostor_rates"):  # as a version before the factor existed wrote it
         del manifest[key]
     (often / writer.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(LexactumError, match="impostor_scale 1.0 \\(now 4.0\\), impostor_rates None"):
-        simulate_dataset(often, "space", 40, layout="train", lens_fraction=0.0, workers=1, progress=False,
-                         impostors=4.0)
+    with pytest.raises(LexactumError, match=r"other parameters: impostor_rates None \(now \{'spiral': 0\.03, "):
+        simulate_dataset(often, "space", 40, layout="train", lens_fraction=0.0, workers=1, progress=False)

@@ -447,7 +447,10 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
         raise LexactumError(f"--out {out} is not empty and is not a simulation by lexactum (no {MANIFEST}): "
                             "choose an empty folder")
     if not overwrite:
-        diff = ", ".join(f"{k} {previous.get(k)!r} (now {v!r})" for k, v in params.items() if previous.get(k) != v)
+        differing = [k for k, v in params.items() if previous.get(k) != v]
+        if "impostor_scale" in differing:  # the rates per kind follow from it: say the cause only
+            differing.remove("impostor_rates")
+        diff = ", ".join(f"{k} {previous.get(k)!r} (now {params[k]!r})" for k in differing)
         raise LexactumError(f"--out {out} holds a simulation with other parameters: {diff}; "
                             "pass --overwrite to replace it")
     import shutil
