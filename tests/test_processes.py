@@ -212,19 +212,22 @@ def test_workers_take_sigterms_default_action_whatever_the_command_installed(met
 
 
 def test_the_watched_process_counts_as_ended_once_it_exits_zombie_included(monkeypatch):
+    """On the pidfd that die_with opened (readable once the process has exited, zombie or not)."""
     from lexactum import processes
 
-    monkeypatch.setattr(processes, "_watched_pid", None)
+    monkeypatch.setattr(processes, "_watched", None)
     assert not processes.watched_process_ended(0.0)  # nothing watched: never
     child = subprocess.Popen(["sleep", "30"])
+    handle = os.pidfd_open(child.pid)
     try:
-        monkeypatch.setattr(processes, "_watched_pid", child.pid)
+        monkeypatch.setattr(processes, "_watched", (child.pid, handle))
         assert not processes.watched_process_ended(0.2)
         child.kill()  # not reaped yet: a zombie, as rank 0 is until its parent waits for it
         start = time.monotonic()
         assert processes.watched_process_ended(5.0) and time.monotonic() - start < 4
     finally:
         child.wait()
+        os.close(handle)
 
 
 @pytest.mark.parametrize("rank_zero_ended", [True, False])

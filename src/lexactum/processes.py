@@ -105,8 +105,8 @@ def _context(method: str | None, preload: tuple[str, ...]):
     return context
 
 
-#: The process that :func:`die_with` made this one watch (None: none).
-_watched_pid: int | None = None
+#: The process that :func:`die_with` made this one watch and its pidfd (None: none, or no pidfd here).
+_watched: tuple[int, int | None] | None = None
 
 
 def die_with(pid: int) -> None:
@@ -115,8 +115,7 @@ def die_with(pid: int) -> None:
     A worker also takes SIGTERM's default action again (the command's handler raises an exception, which a
     worker only sees once its main thread runs Python again): a pool's terminate() then ends it at once,
     even while it waits on the pool's queue lock."""
-    global _watched_pid
-    _watched_pid = pid
+    global _watched
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _set_parent_death_signal()
@@ -126,6 +125,7 @@ def die_with(pid: int) -> None:
         os._exit(ORPHAN_EXIT)  # gone already, before this worker even started
     except (AttributeError, OSError):  # no pidfd here: look from time to time instead
         handle = None
+    _watched = (pid, handle)  # kept open for the life of the process, as the watch thread waits on it
     threading.Thread(target=_watch, args=(pid, handle), name="lexactum-parent-watch", daemon=True).start()
 
 
@@ -154,18 +154,9 @@ def watched_process_ended(within: float) -> bool:
     ("connection reset by peer"), often a moment before the watch thread sees rank 0 gone; that error is the
     kill's echo, not this process's own, and deserves no traceback. Zombies count as ended (a pidfd is
     readable once its process has exited)."""
-    if _watched_pid is None:
+    if _watched is None:
         return False
-    try:
-        handle = os.pidfd_open(_watched_pid)
-    except ProcessLookupError:
-        return True
-    except (AttributeError, OSError):  # no pidfd here
-        return _wait_for_end(_watched_pid, None, within)
-    try:
-        return _wait_for_end(_watched_pid, handle, within)
-    finally:
-        os.close(handle)
+    return _wait_for_end(*_watched, within)
 
 
 def process_alive(pid: int) -> bool:
