@@ -268,8 +268,10 @@ def checked_params(survey: str, n, layout: str, seed, lens_fraction=None, per_fo
     params = {"simulator_version": SIMULATOR_VERSION, "survey": survey, "layout": layout, "n": int(n),
               "seed": int(seed), "lens_fraction": float(lens_fraction), "per_folder": int(per_folder),
               "min_lensed_flux": float(min_lensed_flux), "randomise": randomise, "impostor_scale": scale}
-    rates = rates_for(dataclasses.replace(physics, impostor_scale=scale))
-    params["impostor_rates"] = {k: getattr(rates, k) for k in rates.kinds()} if randomise else None
+    params["impostor_rates"] = None
+    if randomise:
+        rates = rates_for(dataclasses.replace(physics, impostor_scale=scale))
+        params["impostor_rates"] = {k: getattr(rates, k) for k in rates.kinds()}
     return params
 
 
@@ -277,14 +279,14 @@ def _impostor_scale(physics, impostors, randomise: bool) -> float:
     """``impostors`` checked: a finite factor from 0 to the largest that keeps every rate a probability, and
     only for randomised datasets (fixed ones keep the bytes of the simulator before impostors existed)."""
     from lexactum.errors import LexactumError, plain_number
-    from lexactum.simulate.impostors import RATES
+    from lexactum.simulate.impostors import rates_for
 
     if impostors is None:
         return 1.0
     if not randomise:
         raise LexactumError("--impostors applies to randomised datasets only (the fixed simulator draws none): "
                             "drop it or add --randomise")
-    largest = RATES[physics.name].largest_scale()
+    largest = rates_for(physics).largest_scale()  # the preset's own rates (its impostor_scale is 1)
     if not 0.0 <= _number(impostors) <= largest:
         raise LexactumError(f"--impostors must be a factor from 0 to {largest:.4g} (the largest that keeps every "
                             f"{physics.name} impostor rate at most 1), got {plain_number(impostors)!r}")
@@ -421,6 +423,28 @@ def _check_space(out: Path, fmt: SurveyFormat, n_objects: int) -> None:
     check_free_space(out, need, f"{n_objects} objects", "free some space, or choose another --out or a smaller --n")
 
 
+def recorded_params(out: Path) -> dict | None:
+    """The parameters ``out``'s manifest records (with :data:`MANIFEST_DEFAULTS` for those an older version did
+    not record), or None where there is no readable manifest: then ``out`` is no simulation of ours."""
+    manifest = out / MANIFEST
+    if not manifest.is_file():  # nothing, or something never to open (a named pipe would block)
+        return None
+    try:
+        previous = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    return {**MANIFEST_DEFAULTS, **previous} if isinstance(previous, dict) else None
+
+
+def differing_params(previous: dict, params: dict) -> list[str]:
+    """The keys of ``params`` whose recorded value in ``previous`` differs, in order; the rates per impostor kind
+    left out when the impostor factor differs, as they follow from it (a message then names the cause only)."""
+    differing = [k for k, v in params.items() if previous.get(k) != v]
+    if "impostor_scale" in differing:
+        differing = [k for k in differing if k != "impostor_rates"]
+    return differing
+
+
 def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
     """Refuse an ``out`` holding another dataset (unless ``overwrite``: then remove that dataset)."""
     from lexactum.errors import LexactumError
@@ -432,24 +456,14 @@ def _prepare_output(out: Path, params: dict, overwrite: bool) -> None:
         except OSError as exc:
             raise LexactumError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
         return
-    manifest = out / MANIFEST
-    previous = None
-    if manifest.is_file():
-        try:
-            previous = json.loads(manifest.read_text())
-        except (OSError, ValueError):
-            previous = None
-    if previous is not None:
-        previous = {**MANIFEST_DEFAULTS, **previous}
-    if previous is not None and all(previous.get(k) == v for k, v in params.items()):
-        return  # same parameters: resume (or re-check a finished run)
+    previous = recorded_params(out)
     if previous is None:  # never delete data this program did not write (a real challenge set, say)
         raise LexactumError(f"--out {out} is not empty and is not a simulation by lexactum (no {MANIFEST}): "
                             "choose an empty folder")
+    differing = differing_params(previous, params)
+    if not differing:
+        return  # same parameters: resume (or re-check a finished run)
     if not overwrite:
-        differing = [k for k, v in params.items() if previous.get(k) != v]
-        if "impostor_scale" in differing:  # the rates per kind follow from it: say the cause only
-            differing.remove("impostor_rates")
         diff = ", ".join(f"{k} {previous.get(k)!r} (now {params[k]!r})" for k in differing)
         raise LexactumError(f"--out {out} holds a simulation with other parameters: {diff}; "
                             "pass --overwrite to replace it")

@@ -193,16 +193,15 @@ def _check_previous(out: Path, settings: TransferSettings) -> set[str]:
 def _stale_simulations(out: Path, settings: TransferSettings) -> list[tuple[str, str, object, object]]:
     """(set, parameter, recorded value, value now) for each simulated set in ``out`` whose manifest differs from
     what this simulator writes for the same settings (its first differing parameter)."""
-    from lexactum import runs
-    from lexactum.simulate.writer import MANIFEST, MANIFEST_DEFAULTS, checked_params
+    from lexactum.simulate.writer import checked_params, differing_params, recorded_params
 
     stale = []
     for name, (n, seed, extra) in _simulations(settings).items():
-        if not (out / name / MANIFEST).is_file():
+        made = recorded_params(out / name)
+        if made is None:  # not simulated yet (or not by us: simulating it refuses the folder, naming it)
             continue
-        made = {**MANIFEST_DEFAULTS, **runs.read_json(out / name / MANIFEST)}
         now = checked_params(settings.survey, n, LAYOUT, seed, **extra)
-        differing = [k for k, v in now.items() if made.get(k) != v]
+        differing = differing_params(made, now)
         if differing:
             stale.append((name, differing[0], made.get(differing[0]), now[differing[0]]))
     return stale
